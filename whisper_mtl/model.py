@@ -1,0 +1,379 @@
+"""WhisperMTL: one Whisper, two jobs. Transcribe speech and predict how loud the voice is.
+
+A composition, not a subclass: `self.whisper` is a plain transformers `WhisperForConditionalGeneration` (saved
+in the standard layout, so `from_pretrained`/`pipeline` load it unchanged) and `self.intensity_head` is a small
+MLP on the encoder's last hidden state, mean-pooled over the frames that hold real audio (Whisper pads every
+clip to its window; pooling over the padding would dilute the signal with silence).
+
+The head predicts the standardised target (y - mean) / std; mean, std, the target kind (rms_dbfs | lufs) and the
+loss weight λ live in `MTLConfig`, saved with the model; predictions come out in dB (dBFS or LUFS).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from whisper_mtl.audio import HOP_LENGTH, SAMPLE_RATE, encoder_frames, log_mel_spectrogram
+from whisper_mtl.loudness import TARGETS, UNITS
+from whisper_mtl.pretrained import ModelSourceError, resolve_model
+
+logger = logging.getLogger(__name__)
+
+HEAD_WEIGHTS = "intensity_head.safetensors"
+MTL_CONFIG = "whisper_mtl.json"
+FORMAT_VERSION = 1
+CONV_STRIDE = 2  # the encoder's second conv halves the mel frame rate
+
+
+@dataclass(frozen=True)
+class MTLConfig:
+    """Options of the multi-task model, saved with it in whisper_mtl.json.
+
+    target: what the head predicts, "rms_dbfs" (dBFS) or "lufs" (LUFS, BS.1770 integrated loudness).
+    target_mean, target_std: standardisation of the target, in dB (the head learns (y - mean) / std).
+    intensity_weight: λ in loss = asr_loss + λ · intensity_loss (intensity_loss: MSE on standardised targets).
+    head_hidden, head_dropout: the head MLP's width and dropout.
+    head_trained: False while the head holds its fresh initialisation (its predictions mean nothing yet).
+    """
+
+    target: str = "rms_dbfs"
+    target_mean: float = -30.0
+    target_std: float = 10.0
+    intensity_weight: float = 1.0
+    head_hidden: int = 256
+    head_dropout: float = 0.1
+    head_trained: bool = False
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if not (math.isfinite(self.target_std) and self.target_std > 0):
+            raise ValueError(f"target_std must be a positive number of dB, got {self.target_std}")
+        if not math.isfinite(self.target_mean):
+            raise ValueError(f"target_mean must be finite, got {self.target_mean}")
+        if self.intensity_weight < 0:
+            raise ValueError(f"intensity_weight (λ) must be >= 0, got {self.intensity_weight}")
+
+    @property
+    def unit(self) -> str:
+        return UNITS[self.target]
+
+
+class IntensityHead(nn.Module):
+    """Pooled encoder state [B, d] -> standardised loudness [B]. Always computed in float32 (even under
+    autocast): a regression output in half precision loses the dB resolution we care about."""
+
+    def __init__(self, d_model: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(d_model), nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        # Start by predicting the mean (0 after standardisation): a sane first guess, no huge initial loss.
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return self.net(pooled.float()).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class MTLOutput:
+    """loss = asr_loss + λ·intensity_loss (None when neither labels nor targets were given); asr_loss is the
+    token cross-entropy (nats/token); intensity_loss the MSE on standardised targets; intensity_db [B] in dB
+    (dBFS or LUFS, see MTLConfig.target); logits [B, L, vocab] (None without labels)."""
+
+    loss: torch.Tensor | None
+    asr_loss: torch.Tensor | None
+    intensity_loss: torch.Tensor | None
+    intensity_db: torch.Tensor
+    logits: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One clip's result: text (stripped), text tokens (no prefix, no end-of-text), mean log-prob per generated
+    token (nats, end-of-text included), predicted loudness in dB (dBFS or LUFS; meaningless until the model's
+    config.head_trained is True), and
+    P(<|nospeech|>) at the first decoding step (None unless asked for)."""
+
+    text: str
+    tokens: list[int]
+    avg_logprob: float
+    intensity_db: float | None
+    no_speech_prob: float | None
+
+
+class WhisperMTL(nn.Module):
+    """Whisper (ASR) + an intensity head on its encoder, sharing one encoder pass."""
+
+    def __init__(self, whisper, tokenizer, config: MTLConfig = MTLConfig(), language: str | None = None):
+        super().__init__()
+        self.whisper = whisper
+        self.tokenizer = tokenizer
+        self.config = config
+        self.intensity_head = IntensityHead(whisper.config.d_model, config.head_hidden, config.head_dropout)
+        self.is_multilingual = bool(getattr(whisper.generation_config, "is_multilingual", False))
+        if self.is_multilingual:
+            language = language or "en"
+            if tokenizer.convert_tokens_to_ids(f"<|{language}|>") in (None, tokenizer.unk_token_id):
+                raise ValueError(f"language {language!r} is not a Whisper language code (e.g. 'en', 'de')")
+            tokenizer.set_prefix_tokens(language=language, task="transcribe", predict_timestamps=False)
+        elif language not in (None, "en"):
+            raise ValueError(f"this Whisper checkpoint is English-only; language={language!r} is not possible")
+        else:
+            language = None
+        self.language = language
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def sample_rate(self) -> int:
+        return SAMPLE_RATE
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in the model's window (480 000 = 30 s for OpenAI's checkpoints)."""
+        return CONV_STRIDE * self.whisper.config.max_source_positions * HOP_LENGTH
+
+    @property
+    def n_mels(self) -> int:
+        return self.whisper.config.num_mel_bins
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def with_target_stats(self, mean: float, std: float, target: str | None = None) -> None:
+        """Set the target standardisation (dB) and, optionally, the target kind."""
+        self.config = replace(self.config, target_mean=float(mean), target_std=float(std),
+                              target=target or self.config.target)
+
+    def update_config(self, **changes) -> None:
+        """Replace MTLConfig fields (e.g. head_trained=True after training, intensity_weight=0.5)."""
+        self.config = replace(self.config, **changes)
+
+    def prefix_token_ids(self) -> list[int]:
+        """<|startoftranscript|> [<|lang|> <|transcribe|>] <|notimestamps|>: what decoding starts from."""
+        ids = self.tokenizer.convert_tokens_to_ids
+        prefix = [ids("<|startoftranscript|>")]
+        if self.is_multilingual:
+            prefix += [ids(f"<|{self.language}|>"), ids("<|transcribe|>")]
+        return prefix + [ids("<|notimestamps|>")]
+
+    # ------------------------------------------------------------------ the shared encoder pass
+    def features(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Waves [B, window_samples] float32 16 kHz -> log-mel [B, n_mels, 2·max_source_positions] on the
+        model's device, SpecAugment applied in training mode when whisper.config.apply_spec_augment is set."""
+        if waves.dim() == 3:  # already log-mel features
+            mel = waves.to(self.device)
+        else:
+            if waves.shape[-1] != self.window_samples:
+                raise ValueError(f"waves must be padded to window_samples={self.window_samples}, got {waves.shape[-1]}")
+            mel = log_mel_spectrogram(waves.to(self.device), n_mels=self.n_mels)
+        if self.training and getattr(self.whisper.config, "apply_spec_augment", False):
+            mask = None
+            if lengths is not None:  # place time masks inside the real audio
+                frames = torch.arange(mel.shape[-1], device=mel.device)
+                mask = (frames[None] < (lengths.to(mel.device)[:, None] // HOP_LENGTH).clamp(min=1)).long()
+            mel = self.whisper.model._mask_input_features(mel, attention_mask=mask)
+        return mel.to(self.whisper.model.encoder.conv1.weight.dtype)
+
+    def encode(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Waves [B, window_samples] (or log-mel [B, n_mels, frames]) -> encoder last hidden state [B, frames/2, d]."""
+        return self.whisper.model.encoder(self.features(waves, lengths)).last_hidden_state
+
+    def pool(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Mean of hidden [B, T, d] over each clip's real frames (ceil(samples / 320), 50 per second) -> [B, d]
+        float32. Padding frames never contribute, whatever they hold."""
+        n = encoder_frames(lengths.to(hidden.device).long()).clamp(1, hidden.shape[1])
+        mask = (torch.arange(hidden.shape[1], device=hidden.device)[None] < n[:, None]).to(torch.float32)
+        return (hidden.float() * mask[..., None]).sum(1) / n[:, None].to(torch.float32)
+
+    def _intensity(self, hidden: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        standardised = self.intensity_head(self.pool(hidden, lengths))
+        return standardised, standardised * self.config.target_std + self.config.target_mean
+
+    # ------------------------------------------------------------------ training
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None,
+                intensity: torch.Tensor | None = None) -> MTLOutput:
+        """waves [B, window_samples] (or log-mel [B, n_mels, frames]); lengths [B] real samples; labels [B, L]
+        (prefix_token_ids()[1:] + text + eos, -100 where padded); intensity [B] targets in dB."""
+        hidden = self.encode(waves, lengths)
+        standardised, intensity_db = self._intensity(hidden, lengths)
+        asr_loss = logits = intensity_loss = None
+        if labels is not None:
+            out = self.whisper(encoder_outputs=(hidden,), labels=labels.to(hidden.device), use_cache=False)
+            asr_loss, logits = out.loss, out.logits
+        if intensity is not None:
+            target = (intensity.to(hidden.device, torch.float32) - self.config.target_mean) / self.config.target_std
+            intensity_loss = F.mse_loss(standardised, target)
+        parts = [p for p in (asr_loss, None if intensity_loss is None else self.config.intensity_weight * intensity_loss)
+                 if p is not None]
+        loss = sum(parts[1:], parts[0]) if parts else None
+        return MTLOutput(loss=loss, asr_loss=asr_loss, intensity_loss=intensity_loss,
+                         intensity_db=intensity_db, logits=logits)
+
+    def freeze_encoder(self) -> None:
+        """Stop gradients into the encoder (conv front end, positions, layers); decoder and head still learn."""
+        for p in self.whisper.model.encoder.parameters():
+            p.requires_grad_(False)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Trade compute for memory: recompute Whisper's layer activations in the backward pass."""
+        self.whisper.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.whisper.config.use_cache = False
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, waves: torch.Tensor, lengths: torch.Tensor, num_beams: int = 1,
+                max_new_tokens: int | None = None, no_speech: bool = False) -> list[Prediction]:
+        """Transcribe a batch and predict its loudness with ONE encoder pass: the encoder output feeds both the
+        head and `generate(encoder_outputs=...)` (greedy or beam search). no_speech=True also reports
+        P(<|nospeech|>) from one extra decoder step (off by default: it costs a cross-attention pass)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        was_training = self.training
+        self.eval()
+        try:
+            hidden = self.encode(waves, lengths)
+            _, intensity_db = self._intensity(hidden, lengths)
+            prefix = self.prefix_token_ids()
+            limit = self.whisper.config.max_target_positions - len(prefix)
+            kwargs = dict(num_beams=num_beams, return_dict_in_generate=True, output_scores=True,
+                          max_new_tokens=min(max_new_tokens or limit, limit))
+            if self.is_multilingual:
+                kwargs.update(language=self.language, task="transcribe")
+            out = self.whisper.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), **kwargs)
+            tokens, logprobs = self._generated_tokens(out)
+            no_speech_probs = self._no_speech_probs(hidden) if no_speech else None
+        finally:
+            self.train(was_training)
+        eos = self.whisper.generation_config.eos_token_id
+        head_db = intensity_db.tolist()
+        predictions = []
+        for i, (seq, lp) in enumerate(zip(tokens, logprobs)):
+            text_tokens = [t for t in seq if t != eos and t < eos]  # drop end-of-text and any special token
+            predictions.append(Prediction(
+                text=self.tokenizer.decode(text_tokens, skip_special_tokens=True).strip(),
+                tokens=text_tokens,
+                avg_logprob=float(sum(lp) / max(len(lp), 1)),
+                intensity_db=head_db[i],
+                no_speech_prob=None if no_speech_probs is None else float(no_speech_probs[i]),
+            ))
+        return predictions
+
+    def predict_intensity(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Loudness only (no decoding): [B] in dB (dBFS or LUFS), whether or not the head is trained."""
+        with torch.no_grad():
+            return self._intensity(self.encode(waves, lengths), lengths)[1]
+
+    def _generated_tokens(self, out) -> tuple[list[list[int]], list[list[float]]]:
+        """Per clip: generated token ids up to and including end-of-text, and each one's log-prob (after
+        Whisper's suppression processors, as openai/whisper reports avg_logprob)."""
+        sequences = out.sequences
+        # Whisper's generate re-splits outputs per clip: scores[t][i] already belongs to sequence i, for beam
+        # search too (its beam_indices then refer to the unsplit batch), so gather without beam indices.
+        # Greedy scores are processed logits, beam scores processed log-probs: log_softmax gives both the
+        # log-probs renormalised over the tokens the processors allow.
+        scores = self.whisper.compute_transition_scores(sequences, out.scores, None, normalize_logits=True)
+        generated = sequences[:, sequences.shape[1] - scores.shape[1]:]
+        eos = self.whisper.generation_config.eos_token_id
+        tokens, logprobs = [], []
+        for seq, lp in zip(generated.tolist(), scores.float().tolist()):
+            end = seq.index(eos) + 1 if eos in seq else len(seq)
+            tokens.append(seq[:end])
+            logprobs.append([x for x in lp[:end] if math.isfinite(x)])
+        return tokens, logprobs
+
+    def _no_speech_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        ids = self.tokenizer.convert_tokens_to_ids
+        no_speech_id = ids("<|nospeech|>")
+        if no_speech_id in (None, self.tokenizer.unk_token_id):
+            no_speech_id = ids("<|nocaptions|>")
+        sot = torch.full((hidden.shape[0], 1), ids("<|startoftranscript|>"), device=hidden.device)
+        logits = self.whisper(encoder_outputs=(hidden,), decoder_input_ids=sot, use_cache=False).logits
+        return logits[:, 0].float().softmax(-1)[:, no_speech_id].cpu()
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+        """Write atomically: the Whisper part and its processor in transformers' layout, plus
+        intensity_head.safetensors and whisper_mtl.json (MTLConfig, language, format version)."""
+        from safetensors.torch import save_file
+        from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            self.whisper.save_pretrained(tmp, safe_serialization=True)
+            extractor = WhisperFeatureExtractor(
+                feature_size=self.n_mels, sampling_rate=SAMPLE_RATE, hop_length=HOP_LENGTH,
+                chunk_length=self.window_samples // SAMPLE_RATE)
+            WhisperProcessor(feature_extractor=extractor, tokenizer=self.tokenizer).save_pretrained(tmp)
+            head = {k: v.detach().float().cpu().contiguous() for k, v in self.intensity_head.state_dict().items()}
+            save_file(head, str(tmp / HEAD_WEIGHTS))
+            meta = {"format_version": FORMAT_VERSION, "config": asdict(self.config), "language": self.language,
+                    "unit": self.config.unit}
+            (tmp / MTL_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+            os.chmod(tmp, 0o755)
+            old = None
+            if out.exists():  # swap: the old checkpoint stays whole until the new one is in place
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                os.rename(out, old)
+            os.rename(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+    @classmethod
+    def from_pretrained(cls, name: str | os.PathLike, language: str | None = None, **config_overrides) -> "WhisperMTL":
+        """Load a saved WhisperMTL directory, or start from any Whisper `resolve_model` accepts (hub id,
+        transformers dir, CTranslate2 dir, "tiny.en") with a fresh head (head_trained=False).
+        config_overrides replace MTLConfig fields; language picks the language of a multilingual checkpoint."""
+        from safetensors.torch import load_file
+        from transformers import WhisperForConditionalGeneration, WhisperTokenizer
+
+        source = resolve_model(name)
+        local = Path(source)
+        meta = None
+        if local.is_dir():
+            model_type = json.loads((local / "config.json").read_text()).get("model_type")
+            if model_type != "whisper":
+                raise ModelSourceError(f"{local}: not a Whisper model (model_type={model_type!r})")
+            if (local / MTL_CONFIG).is_file():
+                meta = json.loads((local / MTL_CONFIG).read_text())
+                if meta.get("format_version") != FORMAT_VERSION:
+                    raise ModelSourceError(f"{local}: {MTL_CONFIG} format_version {meta.get('format_version')} "
+                                           f"is not {FORMAT_VERSION}")
+        whisper = WhisperForConditionalGeneration.from_pretrained(source)
+        tokenizer = WhisperTokenizer.from_pretrained(source)
+        known = {f.name for f in fields(MTLConfig)}
+        unknown = set(config_overrides) - known
+        if unknown:
+            raise TypeError(f"unknown MTLConfig field(s): {sorted(unknown)}")
+        if meta is None:
+            config = MTLConfig(**{**config_overrides, "head_trained": False})
+            logger.warning("%s: plain Whisper checkpoint, the intensity head starts fresh (head_trained=False)", name)
+        else:
+            config = MTLConfig(**{**meta["config"], **config_overrides})
+            language = language or meta.get("language")
+        model = cls(whisper, tokenizer, config, language=language)
+        if meta is not None:
+            state = load_file(str(local / HEAD_WEIGHTS))
+            try:
+                model.intensity_head.load_state_dict(state)
+            except RuntimeError as e:
+                raise ModelSourceError(f"{local / HEAD_WEIGHTS}: does not fit the head ({str(e).splitlines()[0]})") from None
+        return model.eval()

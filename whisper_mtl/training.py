@@ -1,0 +1,339 @@
+"""The reusable pieces of the training loop; the loop itself lives, visible, in train.py.
+
+- amp_dtype: which autocast dtype `--amp` means on a device (bf16 where supported, else fp16 + GradScaler).
+- lr_multiplier / make_scheduler: linear warm-up then cosine decay to a floor.
+- setup_distributed / DistInfo: torchrun-aware process setup (NCCL on GPU, gloo on CPU).
+- ResumableSampler: DistributedSampler (per-epoch shuffle, per-rank shard) that can start mid-epoch.
+- accumulation_loss: weights micro-batch losses so gradient accumulation and DDP give the gradient of one
+  big batch (token-weighted ASR loss, sample-weighted intensity loss).
+- save_checkpoint / load_checkpoint: OUT/last/ written atomically (temp dir + rename), holding the model
+  (WhisperMTL.save_pretrained layout) and training_state.pt (optimiser, scheduler, scaler, step, epoch,
+  data position, per-rank RNG states, args).
+- MetricsLogger: one JSON object per line in OUT/metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+LAST_DIR = "last"                     # OUT/last: the resumable checkpoint
+BEST_DIR = "best"                     # OUT/best: the best model by WER (ties by intensity RMSE)
+STATE_FILE = "training_state.pt"      # inside OUT/last, next to the model files
+METRICS_FILE = "metrics.jsonl"
+_TMP_SUFFIX = ".tmp"                  # OUT/last.tmp: being written, never read
+_OLD_SUFFIX = ".old"                  # OUT/last.old: the previous checkpoint during the swap
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing or unreadable (message: "<path>: <cause>")."""
+
+
+# --------------------------------------------------------------------------------------------- precision
+def amp_dtype(device: torch.device | str, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype `--amp` means on `device`: None when disabled; bf16 on CPU and on GPUs that
+    support it; fp16 otherwise (which then needs a GradScaler, see `needs_grad_scaler`)."""
+    if not enabled:
+        return None
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and does not."""
+    return dtype == torch.float16
+
+
+# ------------------------------------------------------------------------------------------- LR schedule
+def lr_multiplier(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> float:
+    """LR factor for optimiser step `step` (0-based): linear warm-up over `warmup_steps` (starting at
+    1/(warmup+1), never 0, so step 0 already learns), then cosine decay from 1 to `min_ratio` at
+    `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                   min_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR over `lr_multiplier`; its state (the step count) is saved in checkpoints."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, partial(lr_multiplier, warmup_steps=warmup_steps, total_steps=total_steps,
+                           min_ratio=min_ratio))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float,
+                 head_lr: float | None = None) -> list[dict]:
+    """AdamW parameter groups over the trainable parameters: weight decay on matrices only (not on
+    biases, LayerNorm gains or embeddings' 1-D params); the intensity head optionally at its own LR
+    (it starts from random init while the rest is pretrained)."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_head = name.startswith("intensity_head.")
+        groups.setdefault((is_head, p.ndim >= 2), []).append(p)
+    out = []
+    for (is_head, decay), params in sorted(groups.items()):
+        group_lr = head_lr if (is_head and head_lr is not None) else lr
+        out.append({"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": group_lr})
+    return out
+
+
+# ----------------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a (possibly single-process) job."""
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device: str | None = None) -> DistInfo:
+    """Join the torchrun job if launched by torchrun (env RANK/WORLD_SIZE set), else a single process.
+    NCCL with one GPU per local rank when CUDA is available, gloo on CPU. `device` ("cpu", "cuda")
+    forces the device type; default: CUDA when available."""
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Sum floats over ranks (identity in a single process); float64 so counts stay exact."""
+    if not info.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64,
+                     device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (a fresh shuffle per epoch from (seed, epoch), rank r takes every
+    world_size-th index from r, tail dropped so every rank has the same count) that can skip the first
+    `start` samples of this rank's epoch: exact resume without decoding the skipped audio.
+
+    With drop_last, rank r's i-th sample is perm[r + i * world_size], so micro-batch k over all ranks is
+    the same set of clips whatever world_size is, when the global batch is fixed."""
+
+    def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
+                         drop_last=True)
+        self.start = 0
+
+    def set_start(self, start: int) -> None:
+        """Skip this rank's first `start` samples of the current epoch (reset to 0 by set_epoch)."""
+        self.start = start
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.start = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+# ------------------------------------------------------------------------------------ accumulation loss
+def accumulation_loss(out, labels: torch.Tensor, n_tokens_total: float, n_samples_total: float,
+                      intensity_weight: float, world_size: int) -> torch.Tensor:
+    """The loss to backpropagate for one micro-batch so that the summed gradients over all micro-steps
+    and ranks equal the gradient of the mean loss over the whole optimiser step's batch.
+
+    `out` is the model's MTLOutput: out.asr_loss is the mean cross-entropy over this micro-batch's label
+    tokens (labels != -100), out.intensity_loss the mean squared error of the standardised target over
+    its clips. Dividing a micro-batch *mean* by the accumulation count would weight short and long
+    transcripts wrongly; instead: asr = CE_sum / tokens in the whole step, intensity = SE_sum / clips in
+    the whole step. DDP averages gradients over ranks, so multiply by world_size to get a sum."""
+    n_tokens = (labels != -100).sum().item()
+    n_samples = labels.shape[0]
+    asr = out.asr_loss * (n_tokens / n_tokens_total)
+    intensity = out.intensity_loss * (n_samples / n_samples_total)
+    return (asr + intensity_weight * intensity) * world_size
+
+
+def count_label_tokens(batches: list[dict]) -> int:
+    """Label tokens (labels != -100) over a list of collated micro-batches."""
+    return int(sum((b["labels"] != -100).sum().item() for b in batches))
+
+
+# ----------------------------------------------------------------------------------------- target stats
+def target_stats(dataset, max_items: int = 512, seed: int = 0) -> tuple[float, float]:
+    """(mean, std) in the target's unit (dBFS or LUFS) over up to `max_items` training items, as the
+    dataset serves them (gain augmentation included): the intensity head's standardisation."""
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("target_stats: empty training set")
+    rng = random.Random(seed)
+    idx = list(range(n)) if n <= max_items else rng.sample(range(n), max_items)
+    values = np.array([float(dataset[i]["target"]) for i in idx], dtype=np.float64)
+    std = float(values.std()) if len(values) > 1 else 0.0
+    return float(values.mean()), max(std, 1.0)    # floor: a constant target must not divide by ~0
+
+
+# ------------------------------------------------------------------------------------------- RNG states
+def rng_state() -> dict:
+    """Every RNG the loop touches (Python, NumPy, torch CPU, CUDA) for exact resume."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def gather_rng_states(info: DistInfo) -> list[dict]:
+    """Every rank's RNG state, gathered to all ranks (each rank restores its own on resume)."""
+    mine = rng_state()
+    if not info.distributed:
+        return [mine]
+    states: list = [None] * info.world_size
+    dist.all_gather_object(states, mine)
+    return states
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def _fsync_tree(root: Path) -> None:
+    """Flush file contents and directory entries to disk so a rename after it publishes complete data."""
+    for path in sorted(root.rglob("*")) + [root]:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(out_dir: str | Path, model, state: dict) -> Path:
+    """Write OUT/last atomically: everything goes to OUT/last.tmp first, then the previous OUT/last is
+    renamed to OUT/last.old, OUT/last.tmp to OUT/last, and last.old removed. A crash at any point leaves
+    a complete checkpoint: OUT/last, or (between the two renames) OUT/last.old, which `find_checkpoint`
+    falls back to. `model` is the unwrapped WhisperMTL; `state` a dict of picklable training state
+    (optimizer/scheduler/scaler state_dicts, counters, RNG states, args)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final, tmp, old = out_dir / LAST_DIR, out_dir / (LAST_DIR + _TMP_SUFFIX), out_dir / (LAST_DIR + _OLD_SUFFIX)
+    if tmp.exists():                       # a previous write died half-way: discard it
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    torch.save(state, tmp / STATE_FILE)
+    _fsync_tree(tmp)
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_tree(out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def find_checkpoint(out_dir: str | Path) -> Path:
+    """The complete checkpoint dir under `out_dir` (OUT/last, else OUT/last.old if a crash hit between
+    the two renames of `save_checkpoint`); `out_dir` may also be the checkpoint dir itself."""
+    out_dir = Path(out_dir)
+    for cand in (out_dir, out_dir / LAST_DIR, out_dir / (LAST_DIR + _OLD_SUFFIX)):
+        if (cand / STATE_FILE).is_file():
+            return cand
+    raise CheckpointError(f"{out_dir}: no checkpoint to resume from (expected {out_dir / LAST_DIR / STATE_FILE})")
+
+
+def load_checkpoint(out_dir: str | Path, map_location="cpu") -> tuple[Path, dict]:
+    """(checkpoint dir holding the model files, training state dict) for `--resume OUT`."""
+    ckpt = find_checkpoint(out_dir)
+    try:
+        state = torch.load(ckpt / STATE_FILE, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is "unreadable"
+        raise CheckpointError(f"{ckpt / STATE_FILE}: unreadable checkpoint ({type(e).__name__}: {e})") from e
+    return ckpt, state
+
+
+# ---------------------------------------------------------------------------------------------- logging
+class MetricsLogger:
+    """Appends one JSON object per line to OUT/metrics.jsonl (main rank only), flushed per line so a
+    crashed run keeps its history; every record gets wall-clock `time` (s since the epoch)."""
+
+    def __init__(self, path: str | Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        record = {**record, "time": round(time.time(), 3)}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def is_better(wer: float, rmse: float | None, best: tuple[float, float] | None) -> bool:
+    """Best checkpoint order: lower WER, ties broken by lower intensity RMSE (None counts as +inf)."""
+    key = (wer, math.inf if rmse is None else rmse)
+    return best is None or key < tuple(best)
