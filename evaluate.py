@@ -75,7 +75,6 @@ def main(argv=None) -> int:
     from whisper_mtl.data import librispeech_clips, read_manifest
     from whisper_mtl.evaluation import evaluate_model
     from whisper_mtl.metrics import intensity_metrics
-    from whisper_mtl.model import WhisperMTL
 
     # Inputs: clips, the optional baseline, then the model (the slow part) last, so input errors come first.
     try:
@@ -84,11 +83,17 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if baseline is not None and args.target and baseline.target != args.target:
+        print(f"error: {args.baseline}: baseline predicts {baseline.target}, evaluation target is {args.target}",
+              file=sys.stderr)
+        return 2
     if args.limit:
         clips = clips[: args.limit]
     if not clips:
         print(f"error: {args.data or args.librispeech + '/' + args.split}: no clips", file=sys.stderr)
         return 2
+    from whisper_mtl.model import WhisperMTL  # transformers: a slow import, after the cheap input checks
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = WhisperMTL.from_pretrained(args.ckpt).to(device)

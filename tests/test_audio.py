@@ -72,6 +72,16 @@ def test_load_audio_decodes_formats_rates_and_channels(tmp_path, ext, rate, chan
         assert (middle - reference).abs().max() < 0.01
 
 
+@pytest.mark.parametrize("rate", [11025, 16000, 96000])
+def test_load_audio_other_rates_in_the_supported_range(tmp_path, rate):
+    path = tmp_path / f"tone_{rate}.wav"
+    sf.write(str(path), tone(rate, 0.4).astype(np.float32), rate, subtype="FLOAT")
+    wave = load_audio(path)
+    assert abs(wave.numel() - SECONDS * SAMPLE_RATE) <= 1  # 1.5 s at 11025 Hz is 16537.5 samples
+    reference = torch.from_numpy(tone(SAMPLE_RATE, 0.4)).float()
+    assert (wave[2000:22000] - reference[2000:22000]).abs().max() < 0.01
+
+
 def test_load_audio_path_with_spaces_and_non_ascii(tmp_path):
     folder = tmp_path / "dossier été" / "語音 clips"
     folder.mkdir(parents=True)
@@ -101,6 +111,7 @@ def _broken_files(tmp_path):
         "text as audio": tmp_path / "notes.mp3",
         "zero-length": tmp_path / "zero_frames.wav",
         "directory": tmp_path / "a_folder.flac",
+        "rate below 8 kHz": tmp_path / "telephone_4k.wav",
     }
     cases["empty"].write_bytes(b"")
     cases["truncated wav"].write_bytes(raw[: len(raw) // 2])
@@ -110,6 +121,7 @@ def _broken_files(tmp_path):
     cases["text as audio"].write_text("this is not audio\n" * 50)
     sf.write(str(cases["zero-length"]), np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     cases["directory"].mkdir()
+    sf.write(str(cases["rate below 8 kHz"]), tone(4000, 0.5).astype(np.float32), 4000)
     return cases
 
 
@@ -125,8 +137,10 @@ def test_broken_files_raise_audio_error_naming_the_file(tmp_path):
         causes[name] = message
     assert "no such file" in causes["missing"]
     assert "empty" in causes["empty"]
-    assert "truncated" in causes["truncated wav"] and "truncated" in causes["truncated mp3"]
+    assert all("truncated" in causes[f"truncated {kind}"] for kind in ("wav", "flac", "mp3"))
+    assert "not recognised" in causes["undecodable"].lower() and "not recognised" in causes["text as audio"]
     assert "zero-length" in causes["zero-length"]
+    assert "4000 Hz" in causes["rate below 8 kHz"]
 
 
 def test_pad_or_trim_and_encoder_frames():

@@ -347,7 +347,7 @@ def test_filter_clips_counts_each_reason(tmp_path, tokenizer, capsys):
     assert counts == {"unreadable audio": 2, "longer than the window": 1, "transcript too long": 1, "target undefined": 1}
     assert kept == [Clip(c.audio, c.text, c.intensity, d) for c, d in zip(ok + [short, labelled_silent], [1.0, 1.0, 1.0, 0.3, 1.0])]
     out = capsys.readouterr()
-    assert "kept 5 of 11 clips; left out 6" in out.out and "missing.flac" in out.err
+    assert "kept 5 of 10 clips; left out 5" in out.out and "missing.flac" in out.err
 
     kept, counts = filter_clips(clips, tokenizer, window, "lufs")
     assert counts["target undefined"] == 2 and len(kept) == 4  # the 0.3 s clip too
@@ -358,11 +358,11 @@ def test_filter_clips_counts_each_reason(tmp_path, tokenizer, capsys):
     at_limit = Clip(ok[0].audio, "word" + " word" * (n_text - 1))
     assert len(tokenizer.encode(" " + at_limit.text, add_special_tokens=False)) == n_text
     over = Clip(ok[0].audio, at_limit.text + " word")
-    kept, counts = filter_clips([at_limit, over], tokenizer, window, "rms_dbfs", prefix_ids=prefix, log=None)
+    kept, counts = filter_clips([at_limit, over], tokenizer, window, "rms_dbfs", prefix_ids=prefix, verbose=False)
     assert kept[0].text == at_limit.text and counts["transcript too long"] == 1
 
     # decode=False trusts durations / headers (fast path for big corpora).
-    kept, counts = filter_clips(ok + [too_long_audio, unreadable], tokenizer, window, "rms_dbfs", decode=False, log=None)
+    kept, counts = filter_clips(ok + [too_long_audio, unreadable], tokenizer, window, "rms_dbfs", decode=False, verbose=False)
     assert len(kept) == 3 and counts["longer than the window"] == 1 and counts["unreadable audio"] == 1
 
 

@@ -178,3 +178,24 @@ def test_formats_parse_back():
     err = FileResult("bad.wav", "lufs", error="empty file (0 bytes)")
     assert json.loads(render(err, "jsonl")) == {"path": "bad.wav", "error": "empty file (0 bytes)"}
     assert set(FORMATS) == {"jsonl", "json", "srt", "vtt", "txt"}
+
+
+# ------------------------------------------------------------------------------- end to end: tiny.en
+@pytest.fixture(scope="module")
+def tiny_model(tiny_en_dir):
+    from whisper_mtl.model import WhisperMTL
+
+    return WhisperMTL.from_pretrained(str(tiny_en_dir))
+
+
+def test_digital_silence_gives_empty_text_and_null_loudness_with_reasons(tiny_model, tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, silence(3.0), SR)
+    (result,) = transcribe(tiny_model, [str(path)], progress=False)
+    assert result.error is None and result.duration_s == pytest.approx(3.0)
+    assert result.text == "" and [s.text for s in result.segments] == [""] and result.segments[0].silent
+    d = result_to_dict(result)
+    assert d["measured"]["rms_dbfs"] is None and d["measured"]["lufs"] is None
+    assert "silence" in d["measured"]["notes"]["rms_dbfs"] and "gate" in d["measured"]["notes"]["lufs"]
+    assert d["predicted"]["value"] is None and "untrained" in d["predicted"]["note"]
+    assert to_srt(result) == "" and parse_vtt(to_vtt(result)) == []  # no cue for silence

@@ -17,7 +17,7 @@ from transformers import WhisperForConditionalGeneration, WhisperTokenizer
 from whisper_mtl.audio import N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim
 from whisper_mtl.data import read_manifest
 from whisper_mtl.pretrained import (ModelSourceError, _bundled_ct2_dir, build_random_whisper, cache_dir,
-                                    import_ct2, read_ct2_model, resolve_model)
+                                    import_ct2, main, read_ct2_model, resolve_model)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,16 +133,16 @@ def test_quantised_and_broken_inputs_are_refused(small_ct2_dirs, tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no half-written leftovers
 
 
-def test_cli_converts_and_reports_errors(small_ct2_dirs, tmp_path):
+def test_cli_converts_and_reports_errors(small_ct2_dirs, tmp_path, capsys):
     run = [sys.executable, "-m", "whisper_mtl.pretrained"]
     ok = subprocess.run(run + [str(small_ct2_dirs["float16"]), str(tmp_path / "hf")],
                         capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["out"] == str(tmp_path / "hf")
     assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "tokenizer.json").is_file()
-    bad = subprocess.run(run + [str(small_ct2_dirs["int8"]), str(tmp_path / "x")], capture_output=True, text=True,
-                         cwd=ROOT)
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "int8" in bad.stderr
+    assert main([str(small_ct2_dirs["int8"]), str(tmp_path / "x")]) == 1  # in-process: one import is enough
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "int8" in err
 
 
 def test_build_random_whisper(random_whisper_dir, tmp_path):

@@ -53,18 +53,22 @@ def load_audio(path: str | os.PathLike) -> torch.Tensor:
     undecodable or zero-length file.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
     try:
+        if not path.exists():
+            raise AudioError(path, "no such file")
+        if path.is_dir():
+            raise AudioError(path, "is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(path, "empty file (0 bytes)")
         with sf.SoundFile(str(path)) as f:
             rate, declared, info = f.samplerate, f.frames, f.extra_info
+            if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
+                raise AudioError(path, f"unsupported sample rate {rate} Hz ({MIN_SOURCE_RATE}-{MAX_SOURCE_RATE} Hz accepted)")
             data = f.read(dtype="float32", always_2d=True)  # [frames, channels]
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioError(path, f"cannot decode audio ({e})") from None
+    except (sf.LibsndfileError, OSError, RuntimeError, TypeError, ValueError) as e:
+        if isinstance(e, AudioError):
+            raise
+        raise AudioError(path, f"cannot decode audio: {_libsndfile_reason(e)}") from None
     # libsndfile reads a cut-off file up to the cut without a word: compare with what the header declared.
     cut = _TRUNCATED_CHUNK.search(info)
     if cut and int(cut.group(2)) < int(cut.group(1)) < _STREAMING_SIZE:
@@ -74,14 +78,22 @@ def load_audio(path: str | os.PathLike) -> torch.Tensor:
         raise AudioError(path, f"truncated: header declares {declared} frames, only {data.shape[0]} decodable")
     if data.shape[0] == 0:
         raise AudioError(path, "no audio samples (zero-length, or cut off before the first frame)")
-    if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
-        raise AudioError(path, f"unsupported sample rate {rate} Hz (expected {MIN_SOURCE_RATE}-{MAX_SOURCE_RATE} Hz)")
     if not np.isfinite(data).all():
         raise AudioError(path, "decoded samples contain NaN or infinity")
     wave = torch.from_numpy(data).mean(dim=1)
     if rate != SAMPLE_RATE:
         wave = resample(wave, rate, SAMPLE_RATE)
     return wave.contiguous()
+
+
+def _libsndfile_reason(error: Exception) -> str:
+    """libsndfile's message without the repeated path; its "does not exist" for unknown bytes means unrecognised."""
+    reason = re.sub(r"^Error opening .*?: |^Error : ", "", str(error).strip())
+    if "does not exist or is not a regular file" in reason:  # the file exists (checked above): libsndfile
+        return "format not recognised"  # says this when a known extension holds unknown bytes
+    if "lost sync" in reason:
+        return f"{reason.rstrip('.')} (truncated or corrupt)"
+    return reason.rstrip(".") or type(error).__name__
 
 
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int = SAMPLE_RATE) -> torch.Tensor:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchaudio
 import torchaudio.functional as AF
 from tqdm import tqdm
 

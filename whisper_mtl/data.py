@@ -283,12 +283,13 @@ class SpeechDataset(torch.utils.data.Dataset):
 
 def text_token_ids(tokenizer, text: str) -> list[int]:
     """Token ids of a transcript as Whisper was trained on it: one leading space, no special tokens."""
-    return tokenizer.encode(" " + text.strip(), add_special_tokens=False)
+    # verbose=False: long transcripts are measured here on purpose, no "longer than 448" warning.
+    return tokenizer.encode(" " + text.strip(), add_special_tokens=False, verbose=False)
 
 
 def filter_clips(clips, tokenizer, window_samples: int, target: str | None, max_label_tokens: int = MAX_LABEL_TOKENS,
                  prefix_ids: list[int] | None = None, progress: bool = False, decode: bool = True,
-                 log=sys.stdout) -> tuple[list[Clip], dict[str, int]]:
+                 verbose: bool = True) -> tuple[list[Clip], dict[str, int]]:
     """Leave out, before training, clips that cannot be trained on, and print a count per reason.
 
     Reasons: "unreadable audio", "longer than the window" (samples > window_samples),
@@ -297,7 +298,8 @@ def filter_clips(clips, tokenizer, window_samples: int, target: str | None, max_
     decode=True decodes every clip (exact lengths, catches silence and bad files); decode=False trusts
     manifest durations (or file headers) and cannot see silence. Kept clips get their duration (s) filled
     in. prefix_ids defaults to tokenizer.prefix_tokens (e.g. <|startoftranscript|><|notimestamps|>).
-    Returns (kept clips, {reason: count}) with every reason present (0 when none)."""
+    Returns (kept clips, {reason: count}) with every reason present (0 when none); verbose prints the
+    counts on stdout (each unreadable file is named on stderr either way)."""
     import soundfile as sf
     from tqdm import tqdm
 
@@ -338,9 +340,9 @@ def filter_clips(clips, tokenizer, window_samples: int, target: str | None, max_
                 continue
         kept.append(Clip(clip.audio, clip.text, clip.intensity, round(n_samples / SAMPLE_RATE, 3)))
     dropped = sum(counts.values())
-    if log is not None:
+    if verbose:
         detail = ", ".join(f"{reason}: {n}" for reason, n in counts.items())
-        print(f"filter_clips: kept {len(kept)} of {len(clips)} clips; left out {dropped} ({detail})", file=log)
+        print(f"filter_clips: kept {len(kept)} of {len(clips)} clips; left out {dropped} ({detail})")
     return kept, counts
 
 

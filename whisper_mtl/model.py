@@ -173,13 +173,19 @@ class WhisperMTL(nn.Module):
     # ------------------------------------------------------------------ the shared encoder pass
     def features(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Waves [B, window_samples] float32 16 kHz -> log-mel [B, n_mels, 2·max_source_positions] on the
-        model's device, SpecAugment applied in training mode when whisper.config.apply_spec_augment is set."""
+        model's device, SpecAugment applied in training mode when whisper.config.apply_spec_augment is set.
+        Samples past each clip's length are zeroed first: whatever a caller padded with, the model sees the
+        silence Whisper was trained on, and results never depend on the padding."""
         if waves.dim() == 3:  # already log-mel features
             mel = waves.to(self.device)
         else:
             if waves.shape[-1] != self.window_samples:
                 raise ValueError(f"waves must be padded to window_samples={self.window_samples}, got {waves.shape[-1]}")
-            mel = log_mel_spectrogram(waves.to(self.device), n_mels=self.n_mels)
+            waves = waves.to(self.device, torch.float32)
+            if lengths is not None:
+                real = torch.arange(waves.shape[-1], device=waves.device)[None] < lengths.to(waves.device)[:, None]
+                waves = waves * real
+            mel = log_mel_spectrogram(waves, n_mels=self.n_mels)
         if self.training and getattr(self.whisper.config, "apply_spec_augment", False):
             mask = None
             if lengths is not None:  # place time masks inside the real audio

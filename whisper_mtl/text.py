@@ -33,18 +33,16 @@ def _english_without_spelling_map() -> EnglishTextNormalizer:
     return EnglishTextNormalizer({})
 
 
+_with_spelling: dict[int, tuple[dict, EnglishTextNormalizer]] = {}  # id(map) -> (map kept alive, normaliser)
+
+
 def _english(tokenizer) -> EnglishTextNormalizer:
     spelling = getattr(tokenizer, "english_spelling_normalizer", None) if tokenizer is not None else None
     if not spelling:
         return _english_without_spelling_map()
-    cached = getattr(tokenizer, "_whisper_mtl_normalizer", None)  # built once per tokenizer: the map has ~1700 entries
-    if cached is None:
-        cached = EnglishTextNormalizer(spelling)
-        try:
-            tokenizer._whisper_mtl_normalizer = cached
-        except AttributeError:
-            pass
-    return cached
+    if id(spelling) not in _with_spelling:  # built once per map: it has ~1700 entries
+        _with_spelling[id(spelling)] = (spelling, EnglishTextNormalizer(spelling))
+    return _with_spelling[id(spelling)][1]
 
 
 def normalize(text: str, language: str | None = "en", tokenizer=None) -> str:
