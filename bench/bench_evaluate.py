@@ -5,8 +5,8 @@ Same model (bundled tiny.en), same clips (synthetic eSpeak speech), same process
             the intensity head (WhisperMTL.predict).
   replaced  the method of the project this one replaces: each clip alone through WhisperFeatureExtractor,
             generate(max_new_tokens=225), then a second full forward pass (encoder + decoder) for intensity.
-  pipeline  transformers' automatic-speech-recognition pipeline with its own batching (ASR only: it has no
-            intensity head, so it does less work than the other two).
+  pipeline  transformers' automatic-speech-recognition pipeline with its own batching, greedy (ASR only: it
+            has no intensity head, so it does less work than the other two).
 Baseline features: extract_features on the decoded clips (tiled to --feature-seconds of audio), timed on
 one thread: × real time per core = audio seconds / CPU seconds.
 
@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings on a shared machine)")
     p.add_argument("--feature-seconds", type=float, default=600.0,
                    help="seconds of audio the baseline feature extraction is timed on (clips tiled)")
+    p.add_argument("--never-stops", action="store_true",
+                   help="also time the replaced method generating all 225 tokens per clip, as it did in practice "
+                        "(its model never emitted end-of-text); slow")
     p.add_argument("--corpus", type=Path, default=ROOT / ".cache" / "bench_synth_seed1",
                    help="where the synthetic clips are cached")
     return p.parse_args(argv)
@@ -56,8 +59,9 @@ def synthetic_clips(folder: Path, n: int):
     return (read_manifest(train) + read_manifest(test))[:n]
 
 
-def replaced_method(model, feature_extractor, clips):
-    """Each clip alone: host-side features, generate with a 225-token cap, then a full second forward pass."""
+def replaced_method(model, feature_extractor, clips, never_stops: bool = False):
+    """Each clip alone: host-side features, generate with a 225-token cap, then a full second forward pass.
+    never_stops: force all 225 tokens, as the replaced project's model did (it never learned end-of-text)."""
     from whisper_mtl.audio import load_audio
 
     texts, intensities = [], []
@@ -65,7 +69,8 @@ def replaced_method(model, feature_extractor, clips):
         for clip in clips:
             wave = load_audio(clip.audio)
             feats = feature_extractor(wave.numpy(), sampling_rate=16_000, return_tensors="pt").input_features
-            generated = model.whisper.generate(feats.to(model.device), max_new_tokens=REPLACED_MAX_NEW_TOKENS)
+            generated = model.whisper.generate(feats.to(model.device), max_new_tokens=REPLACED_MAX_NEW_TOKENS,
+                                               min_new_tokens=REPLACED_MAX_NEW_TOKENS if never_stops else None)
             texts.append(model.tokenizer.decode(generated[0], skip_special_tokens=True).strip())
             out = model(feats, torch.tensor([wave.numel()]), labels=generated[:, 1:])  # encoder + decoder again
             intensities.append(float(out.intensity_db[0]))
@@ -76,7 +81,8 @@ def pipeline_method(asr, clips, batch_size):
     from whisper_mtl.audio import load_audio
 
     inputs = [{"raw": load_audio(c.audio).numpy(), "sampling_rate": 16_000} for c in clips]
-    return [o["text"].strip() for o in asr(inputs, batch_size=batch_size)]
+    # num_beams=1: transformers 5's pipeline defaults Whisper to 5 beams; greedy like the other two methods.
+    return [o["text"].strip() for o in asr(inputs, batch_size=batch_size, generate_kwargs={"num_beams": 1})]
 
 
 def timed(fn):
@@ -112,6 +118,8 @@ def main(argv=None) -> int:
         "replaced": lambda cs: replaced_method(model, feature_extractor, cs),
         "pipeline": lambda cs: pipeline_method(asr, cs, args.batch_size),
     }
+    if args.never_stops:
+        methods["replaced_225"] = lambda cs: replaced_method(model, feature_extractor, cs, never_stops=True)
     for fn in methods.values():  # warm-up on two clips: first-call allocations, lazy imports
         fn(clips[:2])
     times = {name: [] for name in methods}

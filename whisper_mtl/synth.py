@@ -8,7 +8,7 @@ Sentences come from a small grammar over a few hundred words. Train and test sen
 sentence templates (and no transcript is shared), so the test split measures transcription of new word
 sequences, not recall of memorised sentences. Each clip gets its own accent, voice variant, rate, pitch,
 pitch range and word gap, optional background noise, and a recording gain that puts its peak anywhere
-between -42 and -1 dBFS (so the measured RMS level spans about 40 dB and the file never clips).
+between -42 and -1 dBFS (so the measured RMS level spans about 50 dB and the file never clips).
 
 Determinism: eSpeak NG keeps internal state between utterances (pitch flutter, echo buffers), so each
 fixed-size shard of clips is synthesised in a fresh worker process; everything else is drawn from
@@ -26,7 +26,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
