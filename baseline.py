@@ -35,9 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from whisper_mtl.baseline import evaluate_baseline, features_of_waves, fit_ridge, load_clips
+    from whisper_mtl.baseline import clip_features, fit_ridge
     from whisper_mtl.data import read_manifest
     from whisper_mtl.loudness import UNITS
+    from whisper_mtl.metrics import intensity_metrics
 
     target = TARGET_NAMES[args.target]
     try:
@@ -47,10 +48,11 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    # Fit: decode and measure train, extract features, choose λ on a held-out part, refit on all.
-    waves, targets, _, skipped = load_clips(train_clips, target, progress=not args.no_progress)
+    # Fit: features and targets of train (one batch of audio in memory at a time), λ chosen on a held-out
+    # part, then refit on all of train.
+    features, targets, _, skipped = clip_features(train_clips, target, progress=not args.no_progress)
     try:
-        baseline = fit_ridge(features_of_waves(waves), targets, target, seed=args.seed)
+        baseline = fit_ridge(features, targets, target, seed=args.seed)
     except ValueError as err:
         print(f"error: {args.train}: {err}", file=sys.stderr)
         return 2
@@ -61,14 +63,12 @@ def main(argv=None) -> int:
 
     # Score the test clips.
     if test_clips:
-        waves, targets, _, test_skipped = load_clips(test_clips, target, progress=not args.no_progress)
+        features, targets, _, test_skipped = clip_features(test_clips, target, progress=not args.no_progress)
         skipped += test_skipped
-        if waves:
-            scores = evaluate_baseline(baseline, waves, targets)
-            summary.update(n=scores["n"], intensity_rmse=scores["rmse"], intensity_mae=scores["mae"],
-                           intensity_r=scores["r"])
-        else:
-            summary.update(n=0, intensity_rmse=None, intensity_mae=None, intensity_r=None)
+        scores = (intensity_metrics(targets, baseline.predict_features(features).tolist()) if targets
+                  else {"n": 0, "rmse": None, "mae": None, "r": None})
+        summary.update(n=scores["n"], intensity_rmse=scores["rmse"], intensity_mae=scores["mae"],
+                       intensity_r=scores["r"])
     summary["n_skipped"] = len(skipped)
     if args.save:
         summary["saved"] = args.save

@@ -70,9 +70,8 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from whisper_mtl.audio import load_audio
-    from whisper_mtl.baseline import RidgeBaseline
-    from whisper_mtl.data import librispeech_clips, read_manifest
+    from whisper_mtl.baseline import RidgeBaseline, clip_features
+    from whisper_mtl.data import Clip, librispeech_clips, read_manifest
     from whisper_mtl.evaluation import evaluate_model
     from whisper_mtl.metrics import intensity_metrics
 
@@ -119,12 +118,14 @@ def main(argv=None) -> int:
     # Baseline: the same clips, the same measured targets, side by side.
     if baseline is not None:
         scored = [r for r in rows if r["target"] is not None]
-        predicted = baseline.predict_waves([load_audio(r["path"]) for r in scored])
-        for row, value in zip(scored, predicted):
-            row["baseline_predicted"] = value
-        scores = intensity_metrics([r["target"] for r in scored], predicted) if scored else {}
+        features, _, kept, _ = clip_features([Clip(audio=r["path"], text=r["reference"]) for r in scored], None,
+                                             progress=not args.no_progress)
+        predicted = baseline.predict_features(features).tolist()
+        for j, value in zip(kept, predicted):
+            scored[j]["baseline_predicted"] = value
+        scores = intensity_metrics([scored[j]["target"] for j in kept], predicted) if kept else {}
         summary["baseline"] = {"intensity_rmse": scores.get("rmse"), "intensity_mae": scores.get("mae"),
-                               "intensity_r": scores.get("r"), "n": len(scored)}
+                               "intensity_r": scores.get("r"), "n": len(kept)}
 
     if args.out:
         write_jsonl(args.out, rows)

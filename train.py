@@ -43,7 +43,7 @@ PER_RUN_FLAGS = ("resume", "stop_after", "demo", "num_workers", "device")
 DEMO_DEFAULTS = dict(
     model="tiny.en", out="runs/demo", demo_clips=240, freeze_encoder=True, cache_encoder=True,
     batch_size=8, grad_accum=1, epochs=3, lr=1e-4, head_lr=3e-3, warmup_steps=10, weight_decay=0.01,
-    eval_every=0, eval_first=True, eval_batch_size=16, gain_aug=0.0, amp=False, num_workers=0,
+    eval_every=0, eval_first=True, eval_batch_size=16, eval_max_tokens=64, gain_aug=0.0, amp=False, num_workers=0,
 )
 
 
@@ -182,7 +182,10 @@ def train(args) -> dict:
     sampler = T.ResumableSampler(train_set, num_replicas=info.world_size, rank=info.rank, seed=args.seed)
     collate = SpeechCollator(model.tokenizer, model.prefix_token_ids(), model.window_samples)
     loader = DataLoader(train_set, batch_size=rank_batch, sampler=sampler, collate_fn=collate, drop_last=True,
-                        num_workers=args.num_workers, pin_memory=dev.type == "cuda")
+                        num_workers=args.num_workers, pin_memory=dev.type == "cuda",
+                        # its own generator: each new iterator draws a worker seed, and drawing it from the
+                        # global RNG would shift the dropout stream on resume
+                        generator=torch.Generator().manual_seed(args.seed))
     micro_per_epoch = len(sampler) // rank_batch
     if micro_per_epoch < 1:
         sys.exit(f"error: {len(train_clips)} training clips do not fill one batch of {args.batch_size}")
@@ -374,7 +377,7 @@ def demo(args) -> dict:
         "unit": final.get("unit"), "n_train": len(read_manifest(train_jsonl)), "n_test": final["n"],
         "train_seconds": round(run["train_seconds"], 1), "total_seconds": round(time.perf_counter() - t_start, 1),
         "best_dir": str(out_dir / T.BEST_DIR),
-        "try_next": f"python infer.py --model {out_dir / T.BEST_DIR} {data_dir / 'clips' / '00000.flac'}",
+        "try_next": f"python infer.py --ckpt {out_dir / T.BEST_DIR} {read_manifest(test_jsonl)[0].audio}",
     }
     print(json.dumps(result))
     return result

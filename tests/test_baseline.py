@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 
 from whisper_mtl.audio import SAMPLE_RATE, load_audio
-from whisper_mtl.baseline import (FEATURE_NAMES, RidgeBaseline, extract_features, features_of_waves, fit_ridge,
-                                  load_clips)
+from whisper_mtl.baseline import (FEATURE_NAMES, RidgeBaseline, clip_features, extract_features, features_of_waves,
+                                  fit_ridge)
 from whisper_mtl.data import Clip, apply_gain, max_gain_db, read_manifest, write_manifest
 from whisper_mtl.loudness import rms_dbfs
 from whisper_mtl.metrics import intensity_metrics
@@ -118,19 +118,25 @@ def test_save_load_round_trip(tmp_path, gain_varied):
         RidgeBaseline.load(bad)
 
 
-def test_load_clips_reports_and_skips_bad_files(tmp_path, capsys):
-    good = tmp_path / "good.wav"
-    sf.write(good, _noise(1.0, -20, 0).numpy(), SAMPLE_RATE)
-    silent = tmp_path / "silent.wav"
-    sf.write(silent, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
-    broken = tmp_path / "broken.flac"
-    broken.write_bytes(b"fLaC not really")
-    clips = [Clip(audio=str(p), text="x") for p in (broken, good, silent)]
-    waves, targets, kept, skipped = load_clips(clips, "rms_dbfs", progress=False)
-    assert kept == [1] and len(waves) == 1 and targets[0] == pytest.approx(-20, abs=0.2)
-    assert len(skipped) == 2 and skipped[0].startswith(str(broken)) and skipped[1].startswith(str(silent))
+def test_clip_features_reports_and_skips_bad_files(tmp_path, capsys):
+    waves = {"short.wav": _noise(0.5, -20, 0), "long.wav": _noise(2.0, -35, 1)}
+    for name, wave in waves.items():
+        sf.write(tmp_path / name, wave.numpy(), SAMPLE_RATE, subtype="FLOAT")
+    sf.write(tmp_path / "silent.wav", np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    (tmp_path / "broken.flac").write_bytes(b"fLaC not really")
+    names = ["broken.flac", "short.wav", "silent.wav", "long.wav"]
+    clips = [Clip(audio=str(tmp_path / n), text="x") for n in names]
+    clips.append(Clip(audio=str(tmp_path / "short.wav"), text="x", intensity=3.5))  # a label wins
+    features, targets, kept, skipped = clip_features(clips, "rms_dbfs", batch_size=2, progress=False)
+    assert kept == [1, 3, 4]  # input order, although decoded longest first
+    torch.testing.assert_close(features, features_of_waves([waves["short.wav"], waves["long.wav"], waves["short.wav"]]))
+    assert targets[:2] == pytest.approx([rms_dbfs(waves["short.wav"]), rms_dbfs(waves["long.wav"])], abs=1e-4)
+    assert targets[2] == 3.5
+    assert sorted(line.split(":")[0] for line in skipped) == [str(tmp_path / "broken.flac"), str(tmp_path / "silent.wav")]
     err = capsys.readouterr().err
-    assert "broken.flac" in err and "silent.wav" in err and "silence" in err
+    assert "broken.flac" in err and "silent.wav: digital silence" in err
+    _, no_targets, kept, _ = clip_features(clips, None, progress=False)
+    assert kept == [1, 2, 3, 4] and no_targets[:3] == [None, None, None]  # no target: silence is fine
 
 
 def _run(*args):

@@ -54,7 +54,7 @@ def test_batched_wer_equals_decoding_each_clip_alone(tiny_en, test_clips):
     alone = [tiny_en.predict(*_batch(tiny_en, [c]), max_new_tokens=MAX_NEW_TOKENS_TINY)[0].text for c in clips]
     assert [r["hypothesis"] for r in result.rows] == alone
     references = [c.text for c in clips]
-    expected = asr_metrics(references, alone)
+    expected = asr_metrics(references, alone, tokenizer=tiny_en.tokenizer)
     assert (result.wer, result.wer_raw, result.cer) == (expected["wer"], expected["wer_raw"], expected["cer"])
     assert result.n == len(clips) and result.n_skipped == 0
     assert [r["path"] for r in result.rows] == [c.audio for c in clips]  # input order, whatever the batching
@@ -109,14 +109,14 @@ def _evaluate_py(*args):
 
 
 def test_cli_reports_broken_file_writes_rows_and_baseline(random_whisper_dir, synth_corpus, test_clips, tmp_path):
-    from whisper_mtl.baseline import features_of_waves, fit_ridge, load_clips
+    from whisper_mtl.baseline import clip_features, fit_ridge
 
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00")
     manifest = tmp_path / "test.jsonl"
     write_manifest(manifest, [test_clips[0], Clip(audio=str(broken), text="gone"), *test_clips[1:3]])
-    waves, targets, _, _ = load_clips(read_manifest(synth_corpus[0]), "rms_dbfs", progress=False)
-    baseline = fit_ridge(features_of_waves(waves), targets, "rms_dbfs").save(tmp_path / "baseline.json")
+    features, targets, _, _ = clip_features(read_manifest(synth_corpus[0]), "rms_dbfs", progress=False)
+    baseline = fit_ridge(features, targets, "rms_dbfs").save(tmp_path / "baseline.json")
 
     out = _evaluate_py("--ckpt", str(random_whisper_dir), "--data", str(manifest), "--batch-size", "2",
                        "--max-new-tokens", "3", "--out", str(tmp_path / "rows.jsonl"), "--baseline", str(baseline))

@@ -199,3 +199,134 @@ def test_digital_silence_gives_empty_text_and_null_loudness_with_reasons(tiny_mo
     assert "silence" in d["measured"]["notes"]["rms_dbfs"] and "gate" in d["measured"]["notes"]["lufs"]
     assert d["predicted"]["value"] is None and "untrained" in d["predicted"]["note"]
     assert to_srt(result) == "" and parse_vtt(to_vtt(result)) == []  # no cue for silence
+
+
+def _speech(synth_corpus, index: int = 0) -> np.ndarray:
+    from whisper_mtl.audio import load_audio
+    from whisper_mtl.data import read_manifest
+
+    clips = read_manifest(synth_corpus[0]) + read_manifest(synth_corpus[1])
+    return load_audio(clips[index].audio).numpy()
+
+
+def _run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "infer.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_cli_folder_with_broken_files_reports_each_and_exits_non_zero(tiny_en_dir, synth_corpus, tmp_path):
+    folder = tmp_path / "in"
+    (folder / "dir with spaces" / "Ünïcødé ß").mkdir(parents=True)
+    (folder / "empty.wav").write_bytes(b"")
+    good = folder / "good.wav"
+    sf.write(good, _speech(synth_corpus, 0), SR)
+    (folder / "truncated.wav").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (folder / "random.wav").write_bytes(np.random.default_rng(0).bytes(5000))
+    (folder / "text.flac").write_text("this is not audio\n")
+    sf.write(folder / "short.wav", tone(0.15, -20), SR)
+    spaced = folder / "dir with spaces" / "Ünïcødé ß" / "ça va.flac"
+    sf.write(spaced, _speech(synth_corpus, 1), SR)
+    good.unlink()  # the truncated copy is all that is left of it
+
+    proc = _run_cli("--ckpt", tiny_en_dir, folder, "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    by_name = {Path(d["path"]).name: d for d in lines}
+    assert len(lines) == 6 and set(by_name) == {"empty.wav", "truncated.wav", "random.wav", "text.flac", "short.wav", "ça va.flac"}
+    for name in ("empty.wav", "truncated.wav", "random.wav", "text.flac"):
+        assert set(by_name[name]) == {"path", "error"} and "\n" not in by_name[name]["error"], by_name[name]
+        assert f"{name}: " in proc.stderr  # one stderr line names the file and the cause
+    assert "truncated" in by_name["truncated.wav"]["error"] and "empty" in by_name["empty.wav"]["error"]
+    short = by_name["short.wav"]
+    assert short["duration_s"] == pytest.approx(0.15) and short["measured"]["rms_dbfs"] == pytest.approx(-20, abs=0.1)
+    assert short["measured"]["lufs"] is None and "0.4 s" in short["measured"]["notes"]["lufs"]
+    spoken = by_name["ça va.flac"]
+    assert Path(spoken["path"]) == spaced and len(spoken["text"].split()) >= 3
+    assert [(s["start"], s["end"]) for s in spoken["segments"]] == [(0.0, spoken["duration_s"])]
+    assert spoken["predicted"]["value"] is None and spoken["predicted"]["unit"] == "dBFS"
+
+    # the same folder as subtitles, one file per good input: they parse back
+    out = tmp_path / "subs"
+    proc = _run_cli("--ckpt", tiny_en_dir, folder, "--format", "srt", "--out", out, "--quiet")
+    assert proc.returncode == 1 and sorted(p.name for p in out.iterdir()) == ["short.srt", "ça va.srt"]
+    cues = parse_srt((out / "ça va.srt").read_text(encoding="utf-8"))
+    assert_monotonic(cues)
+    assert cues[0][2] == spoken["text"]
+
+
+LEVELS_DBFS = (-22.0, -34.0, -18.0, -40.0)  # RMS level of each speech block (dBFS)
+GAP_S, PAUSE_S, EDGE_S = 0.3, 1.2, 0.3  # between utterances, between blocks, at both ends (digital silence)
+
+
+def _trim(wave: np.ndarray) -> np.ndarray:
+    """The utterance without the clip's lead/tail silence (20 ms kept either side)."""
+    loud = np.flatnonzero(np.abs(wave) > 0.05 * np.abs(wave).max())
+    return wave[max(loud[0] - 320, 0) : loud[-1] + 320]
+
+
+def test_long_clip_at_four_levels_gives_a_loudness_timeline(tiny_model, synth_corpus, tmp_path):
+    from whisper_mtl.data import read_manifest
+    from whisper_mtl.metrics import asr_metrics
+
+    # each utterance alone: the reference transcription quality for the same audio
+    clips = read_manifest(synth_corpus[0]) + read_manifest(synth_corpus[1])
+    paths = []
+    for i, clip in enumerate(clips):
+        paths.append(tmp_path / f"utt{i:02d}.wav")
+        sf.write(paths[-1], _trim(_speech(synth_corpus, i)), SR, subtype="FLOAT")
+    alone = [r.text for r in transcribe(tiny_model, map(str, paths), progress=False)]
+    # tiny.en garbles some eSpeak voices even alone; the clip is built from the ones it hears, so the
+    # comparison measures what windowing costs, not tiny.en's accent robustness
+    usable = [i for i, c in enumerate(clips) if asr_metrics([c.text], [alone[i]])["wer"] <= 25.0]
+    assert len(usable) >= 6, "too few utterances tiny.en transcribes alone"
+
+    # four blocks of speech (~26, 26, 26, 13 s) at known levels, separated by pauses: ~95 s
+    pieces, spans, texts, hyps_alone, k = [silence(EDGE_S)], [], [], [], 0
+    for b, level in enumerate(LEVELS_DBFS):
+        lo, hi = (25.0, 27.0) if b < 3 else (12.0, 14.0)
+        block = np.zeros(0, dtype=np.float32)
+        while len(block) < lo * SR:
+            i = usable[k % len(usable)]
+            k += 1
+            utt = sf.read(paths[i], dtype="float32")[0]
+            joined = np.concatenate([block, silence(GAP_S), utt]) if len(block) else utt
+            if len(joined) <= hi * SR:
+                block = joined
+                texts.append(clips[i].text)
+                hyps_alone.append(alone[i])
+        block *= 10 ** ((level - rms_dbfs(block)) / 20)
+        if b:
+            pieces.append(silence(PAUSE_S))
+        start = sum(map(len, pieces))
+        spans.append((start, start + len(block)))
+        pieces.append(block)
+    wave = np.concatenate(pieces + [silence(EDGE_S)])
+    path = tmp_path / "four levels.flac"
+    sf.write(path, wave, SR, subtype="PCM_24")
+    wave = sf.read(path, dtype="float32")[0]  # what the model hears
+    assert 90 < len(wave) / SR < 100
+
+    (result,) = transcribe(tiny_model, [str(path)], TranscribeOptions(batch_size=4), progress=False)
+    segs = result.segments
+    # times cover the whole clip, no gaps, no overlaps
+    assert segs[0].start == 0.0 and segs[-1].end == pytest.approx(len(wave) / SR)
+    assert all(a.end == b.start for a, b in zip(segs, segs[1:]))
+    # one window per level block: the cuts fall in the pauses between blocks
+    assert len(segs) == 4
+    for (s0, e0), (s1, _) in zip(spans, spans[1:]):
+        assert e0 / SR < segs[spans.index((s0, e0))].end < s1 / SR
+    # measured loudness follows the levels
+    for seg, level in zip(segs, LEVELS_DBFS):
+        direct = rms_dbfs(wave[round(seg.start * SR) : round(seg.end * SR)])
+        assert abs(seg.measured.rms_dbfs - direct) < 0.5
+        assert abs(seg.measured.rms_dbfs - level) < 0.5, (seg.measured.rms_dbfs, level)
+        assert seg.measured.lufs is not None and not seg.silent and seg.text
+    # the transcript: WER within 5 points of transcribing each utterance alone
+    wer_alone = asr_metrics(texts, hyps_alone)["wer"]
+    wer_long = asr_metrics([" ".join(texts)], [result.text])["wer"]
+    print(f"WER alone {wer_alone:.1f} %, long-form {wer_long:.1f} %, {len(texts)} utterances, {len(wave) / SR:.1f} s")
+    assert wer_long <= wer_alone + 5.0
+    # subtitles of the timeline parse back, monotonic
+    for cues in (parse_srt(to_srt(result)), parse_vtt(to_vtt(result))):
+        assert len(cues) == 4
+        assert_monotonic(cues)

@@ -185,35 +185,42 @@ def test_predict_runs_the_encoder_once_per_batch(tiny, clips):
     assert [p.tokens for p in greedy] == [[t for t in seq if t < 50256] for seq in plain.tolist()]
 
 
-def test_save_load_round_trip_and_plain_loaders(tiny, clips, tmp_path):
-    """save -> load: identical outputs; the directory loads in plain Whisper and in the ASR pipeline, which
-    transcribes the clip to the same text as WhisperMTL."""
-    tiny.intensity_head.net[-1].weight.data.normal_(generator=torch.Generator().manual_seed(0))
-    tiny.update_config(head_trained=True)
-    tiny.with_target_stats(-28.0, 7.0)
-    out = tiny.save_pretrained(tmp_path / "mtl")
+def test_save_load_round_trip(small, clips, tmp_path):
+    """save -> load gives identical outputs, config and head included; overwriting is atomic and tidy."""
+    small.eval()
+    small.intensity_head.net[-1].weight.data.normal_(generator=torch.Generator().manual_seed(0))
+    small.update_config(head_trained=True)
+    small.with_target_stats(-28.0, 7.0)
+    out = small.save_pretrained(tmp_path / "mtl")
     meta = json.loads((out / "whisper_mtl.json").read_text())
     assert meta["config"]["target_mean"] == -28.0 and meta["config"]["head_trained"] is True and meta["unit"] == "dBFS"
-    tiny.save_pretrained(out)  # overwriting an existing checkpoint works and leaves no debris
+    small.save_pretrained(out)  # overwriting an existing checkpoint works and leaves no debris
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mtl"]
 
     loaded = WhisperMTL.from_pretrained(out)
-    assert loaded.config == tiny.config
-    waves, lengths = _batch(clips[:1], tiny.window_samples)
-    ours = loaded.predict(waves, lengths, max_new_tokens=40)
-    assert ours == tiny.predict(waves, lengths, max_new_tokens=40)
+    assert loaded.config == small.config and loaded.window_samples == small.window_samples
+    waves, lengths = _batch(clips[:2], small.window_samples)
+    ours = loaded.predict(waves, lengths, max_new_tokens=5)
+    assert ours == small.predict(waves, lengths, max_new_tokens=5)
     assert ours[0].intensity_db != pytest.approx(-28.0)  # the saved (non-trivial) head came back
+    assert torch.equal(loaded(waves, lengths).intensity_db, small(waves, lengths).intensity_db)
+    overridden = WhisperMTL.from_pretrained(out, intensity_weight=0.25)
+    assert overridden.config.intensity_weight == 0.25 and overridden.config.head_trained is True
 
+
+def test_saved_tiny_en_loads_in_plain_whisper_and_the_pipeline(tiny, clips, tmp_path):
+    """The saved folder is a standard transformers Whisper folder; the ASR pipeline transcribes a clip to
+    the same text as WhisperMTL."""
+    out = tiny.save_pretrained(tmp_path / "mtl")
     plain = WhisperForConditionalGeneration.from_pretrained(out)
     assert torch.equal(plain.model.encoder.conv1.weight, tiny.whisper.model.encoder.conv1.weight)
+    waves, lengths = _batch(clips[:1], tiny.window_samples)
+    ours = WhisperMTL.from_pretrained(out).predict(waves, lengths, max_new_tokens=40)[0].text
     # the pipeline defaults to 5 beams (as openai/whisper's CLI does): compare like with like, greedy
     asr = pipeline("automatic-speech-recognition", model=str(out), device="cpu")
     audio = load_audio(clips[0].audio).numpy()
     text = asr({"raw": audio, "sampling_rate": 16_000}, generate_kwargs={"num_beams": 1, "max_new_tokens": 40})["text"]
-    assert text.strip() == ours[0].text
-
-    overridden = WhisperMTL.from_pretrained(out, intensity_weight=0.25)
-    assert overridden.config.intensity_weight == 0.25 and overridden.config.head_trained is True
+    assert ours and text.strip() == ours
 
 
 def test_loading_errors_are_clear(tmp_path):

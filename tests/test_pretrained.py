@@ -94,6 +94,8 @@ def test_resolve_model_names(tiny_en_dir, random_whisper_dir, tmp_path):
     assert resolve_model(random_whisper_dir) == str(random_whisper_dir)
     with pytest.raises(ModelSourceError, match="no such directory"):
         resolve_model(str(tmp_path / "missing"))
+    with pytest.raises(ModelSourceError, match="tiny.en"):
+        resolve_model("tiny-en")  # a typo is not sent to the hub
     with pytest.raises(ModelSourceError, match="neither a transformers"):
         resolve_model(tmp_path)
 

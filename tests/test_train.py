@@ -22,6 +22,16 @@ from whisper_mtl.model import WhisperMTL
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a shared 2-core machine a second thread
+    mostly spins waiting for a core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def run_train(argv: list[str]) -> dict:
     """train.py in this process (no interpreter start-up, shared torch import)."""
     return train_script.train(train_script.parse_args(argv))

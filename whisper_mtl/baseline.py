@@ -8,6 +8,7 @@ padded waves with padding masked out, from one power spectrogram per batch (25 m
   - spectral shape: centroid and 85 % roll-off (kHz), log spectral flatness, mean and std each.
 Features are standardised with the training set's mean/std; ridge weights are solved in closed form
 (float64) for each λ in RIDGE_LAMBDAS, λ is chosen on a held-out part of train, then refit on all of train.
+The global level (UNPENALISED) is not shrunk: both targets move 1:1 with gain.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ HOLDOUT_FRACTION = 0.2             # part of train held out to choose λ
 UNPENALISED = ("rms_dbfs",)        # the global level: its weight is never shrunk (see _solve_ridge)
 FORMAT_VERSION = 1
 
-FEATURE_NAMES = (
+FEATURE_NAMES = tuple(
     ["rms_dbfs", "frame_db_mean", "frame_db_std", "frame_db_p10", "frame_db_p50", "frame_db_p90",
      "frame_db_max", "active_fraction", "log_duration_s"]
     + [f"mfcc{k}_mean" for k in range(N_MFCC)]
@@ -134,30 +135,47 @@ def features_of_waves(waves: list[torch.Tensor], batch_size: int = 64) -> torch.
     return out
 
 
-def load_clips(clips: list, target: str, progress: bool = True) -> tuple[list[torch.Tensor], list[float], list[int], list[str]]:
-    """Decode clips and measure their ``target`` (dB; a clip's external ``intensity`` label wins, as in
-    training). Returns (waves, targets, kept indices, skipped lines).
+def clip_features(clips: list, target: str | None, batch_size: int = 64,
+                  progress: bool = True) -> tuple[torch.Tensor, list[float | None], list[int], list[str]]:
+    """Decode clips a batch at a time (longest first, so a batch holds similar lengths) and extract their
+    features, never holding more than one batch of audio. Returns (features [N, F], targets (dB of
+    ``target``; a clip's external ``intensity`` label wins, as in training; None when ``target`` is None),
+    indices of the kept clips in ``clips``, skipped "<path>: <cause>" lines), rows in input order.
 
     Clips that fail to decode, are shorter than one 25 ms frame or whose target cannot be measured are
-    listed on stderr as "<path>: <cause>" and skipped.
+    listed on stderr and skipped.
     """
-    waves, targets, kept, skipped = [], [], [], []
-    for i, clip in enumerate(tqdm(clips, desc="decode", unit="clip", disable=not progress, file=sys.stderr)):
-        try:
-            wave = load_audio(clip.audio)
-            if wave.numel() < N_FFT:
-                raise AudioError(clip.audio, f"{wave.numel()} samples is shorter than one {N_FFT}-sample frame")
-            # an external label wins, as in training (data.SpeechDataset)
-            value = clip.intensity if clip.intensity is not None else float(measure(wave, target))
-        except (AudioError, LoudnessError) as err:
-            line = str(err) if str(err).startswith(str(clip.audio)) else f"{clip.audio}: {err}"
-            skipped.append(line)
-            print(f"skipped {line}", file=sys.stderr)
-            continue
-        waves.append(wave)
-        targets.append(value)
-        kept.append(i)
-    return waves, targets, kept, skipped
+    from whisper_mtl.evaluation import clip_seconds
+
+    order = sorted(range(len(clips)), key=lambda i: -clip_seconds(clips[i]))
+    found: dict[int, tuple[torch.Tensor, float | None]] = {}
+    skipped = []
+    bar = tqdm(total=len(clips), desc="features", unit="clip", disable=not progress, file=sys.stderr)
+    for start in range(0, len(order), batch_size):
+        waves, kept, values = [], [], []
+        for i in order[start : start + batch_size]:
+            clip = clips[i]
+            try:
+                wave = load_audio(clip.audio)
+                if wave.numel() < N_FFT:
+                    raise AudioError(clip.audio, f"{wave.numel()} samples is shorter than one {N_FFT}-sample frame")
+                value = clip.intensity if clip.intensity is not None or target is None else measure(wave, target)
+            except (AudioError, LoudnessError) as err:
+                line = str(err) if isinstance(err, AudioError) else f"{clip.audio}: {err}"
+                skipped.append(line)
+                print(f"skipped {line}", file=sys.stderr)
+                continue
+            waves.append(wave)
+            kept.append(i)
+            values.append(value)
+        if waves:
+            for i, row, value in zip(kept, features_of_waves(waves, batch_size), values):
+                found[i] = (row, value)
+        bar.update(len(order[start : start + batch_size]))
+    bar.close()
+    kept = sorted(found)
+    features = torch.stack([found[i][0] for i in kept]) if kept else torch.empty(0, len(FEATURE_NAMES))
+    return features, [found[i][1] for i in kept], kept, skipped
 
 
 def _solve_ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
@@ -230,7 +248,7 @@ class RidgeBaseline:
             raise ValueError(f"{path}: cannot read baseline ({err.__class__.__name__}: {err})") from None
         if not isinstance(payload, dict) or payload.get("format") != "whisper_mtl.baseline":
             raise ValueError(f"{path}: not a whisper_mtl baseline file")
-        if payload.get("version") != FORMAT_VERSION or payload.get("feature_names") != FEATURE_NAMES:
+        if payload.get("version") != FORMAT_VERSION or payload.get("feature_names") != list(FEATURE_NAMES):
             raise ValueError(f"{path}: baseline was saved with other features; refit it with baseline.py")
         t = lambda key: torch.tensor(payload[key], dtype=torch.float64)  # noqa: E731
         return cls(target=payload["target"], feature_names=tuple(payload["feature_names"]), mean=t("mean"),
@@ -269,8 +287,3 @@ def fit_ridge(features: torch.Tensor, targets, target: str, seed: int = 0,
     weights, bias = _solve_ridge((x - mean) / std, y, lambdas[best])
     return RidgeBaseline(target=target, feature_names=tuple(FEATURE_NAMES), mean=mean, std=std, weights=weights,
                          bias=bias, ridge_lambda=float(lambdas[best]), holdout_rmse=scores[best], n_train=n)
-
-
-def evaluate_baseline(baseline: RidgeBaseline, waves: list[torch.Tensor], targets) -> dict:
-    """{"rmse", "mae", "r"} (dB, dB, Pearson) of the baseline's predictions against ``targets`` (dB)."""
-    return intensity_metrics(list(targets), baseline.predict_waves(waves))

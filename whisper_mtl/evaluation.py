@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+import soundfile
 import torch
 from tqdm import tqdm
 
@@ -56,13 +57,12 @@ class EvalResult:
         return out
 
 
-def _clip_seconds(clip) -> float:
-    """Duration used only to sort clips into batches (s); 0 when unknown, so unknown clips go last."""
+def clip_seconds(clip) -> float:
+    """Duration used only to sort clips into batches (s): the manifest's, else the file header's; 0 when
+    unreadable (decoding reports the real cause later)."""
     if clip.duration is not None:
         return float(clip.duration)
     try:
-        import soundfile
-
         return float(soundfile.info(clip.audio).duration)
     except Exception:  # undecodable: load_audio reports the real cause later
         return 0.0
@@ -104,7 +104,7 @@ def evaluate_model(
     window = model.window_samples
     head_trained = bool(model.config.head_trained)
     # Longest first: a batch that would run out of memory does so at once, and the bar's rate settles.
-    order = sorted(range(len(clips)), key=lambda i: -_clip_seconds(clips[i]))
+    order = sorted(range(len(clips)), key=lambda i: -clip_seconds(clips[i]))
     rows: dict[int, dict] = {}
     skipped: list[str] = []
     was_training = model.training
@@ -160,7 +160,8 @@ def evaluate_model(
 
     ordered = [rows[i] for i in sorted(rows)]
     language = getattr(model, "language", None) or "en"
-    asr = asr_metrics([r["reference"] for r in ordered], [r["hypothesis"] for r in ordered], language=language)
+    asr = asr_metrics([r["reference"] for r in ordered], [r["hypothesis"] for r in ordered], language=language,
+                      tokenizer=getattr(model, "tokenizer", None))  # its spelling map, as Whisper's normaliser uses
     note = None
     intensity = {"rmse": None, "mae": None, "r": None}
     if not head_trained:

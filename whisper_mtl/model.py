@@ -236,7 +236,10 @@ class WhisperMTL(nn.Module):
 
     def enable_gradient_checkpointing(self) -> None:
         """Trade compute for memory: recompute Whisper's layer activations in the backward pass."""
-        self.whisper.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(self.whisper, "activation_checkpointing_enable"):  # transformers >= 5 (the old name is deprecated)
+            self.whisper.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            self.whisper.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.whisper.config.use_cache = False
 
     # ------------------------------------------------------------------ inference

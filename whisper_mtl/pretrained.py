@@ -36,7 +36,7 @@ TIMESTAMP_TOKENS = 1501           # <|0.00|> ... <|30.00|> in 0.02 s steps
 
 # CTranslate2 DataType enum order (include/ctranslate2/types.h): id -> numpy dtype
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name, e.g. openai/whisper-small
 
 
 class ModelSourceError(ValueError):
@@ -353,9 +353,10 @@ def resolve_model(name: str | os.PathLike) -> str:
             f"{path}: neither a transformers Whisper directory (config.json) nor a CTranslate2 one (model.bin)")
     if text in BUNDLED_MODELS:
         return _converted_once(_bundled_ct2_dir(), text)
-    if _HUB_ID.match(text) and not text.startswith((".", "~")):
+    if _HUB_ID.match(text):
         return text
-    raise ModelSourceError(f"{text}: no such directory, and not a hub id or one of {', '.join(BUNDLED_MODELS)}")
+    raise ModelSourceError(
+        f"{text}: no such directory, not a hub id (org/name) and not one of: {', '.join(BUNDLED_MODELS)}")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -37,6 +37,10 @@ AUDIO_EXTENSIONS = (
 GLOB_CHARS = "*?["
 
 ENERGY_FRAME_SAMPLES = 320  # 20 ms frames for finding quiet cut points (one encoder frame)
+# Token budget per window when none is given: fast speech is ~5 tokens/s, so a window that needs more than
+# 10 tokens/s (+ 16 for punctuation, numbers) is looping; without a cap one looping window holds its whole
+# batch to the 446-token limit.
+MAX_TOKENS_PER_SECOND, MIN_TOKENS = 10.0, 16
 QUIET_MARGIN_DB = 10.0  # a frame within this many dB of the quietest frame near the edge counts as a pause
 UNTRAINED_HEAD_NOTE = "intensity head untrained: no loudness prediction (fine-tune with train.py first)"
 
@@ -46,7 +50,7 @@ class TranscribeOptions:
     """How inputs are windowed, batched, decoded and judged silent.
 
     batch_size: windows per `predict` call (from all inputs together). num_beams / max_new_tokens: decoding
-    (None = the model's default cap). search_seconds: how far back from a window's edge (s) the cut looks
+    (max_new_tokens None = MAX_TOKENS_PER_SECOND per second of the batch's longest window). search_seconds: how far back from a window's edge (s) the cut looks
     for a pause. silence_dbfs: windows whose RMS level is below this (dBFS) are silence and skip the model.
     no_speech_threshold / logprob_threshold: Whisper's rule, a window whose no-speech probability is above
     the first and whose mean token log-probability is below the second yields empty text.
@@ -299,13 +303,15 @@ def _open(item: InputFile, window_samples: int, options: TranscribeOptions) -> _
 def _decode(model, batch: list[tuple[_Job, _Window]], options: TranscribeOptions) -> None:
     """Run one batch of windows (from any files) through the model's one-encoder-pass predict."""
     device = model.device
+    longest_s = max(w.end - w.start for _, w in batch) / SAMPLE_RATE
+    max_new_tokens = options.max_new_tokens or MIN_TOKENS + math.ceil(MAX_TOKENS_PER_SECOND * longest_s)
     waves = torch.zeros(len(batch), model.window_samples)
     lengths = torch.empty(len(batch), dtype=torch.long)
     for b, (job, w) in enumerate(batch):
         waves[b, : w.end - w.start] = job.wave[w.start : w.end]
         lengths[b] = w.end - w.start
     predictions = model.predict(
-        waves.to(device), lengths.to(device), num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
+        waves.to(device), lengths.to(device), num_beams=options.num_beams, max_new_tokens=max_new_tokens,
         no_speech=True,  # Whisper's P(no speech) for the non-speech rule (one extra decoder step per batch)
     )
     for (job, w), p in zip(batch, predictions):
