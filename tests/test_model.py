@@ -3,7 +3,6 @@ standard transformers layout (plain Whisper and the ASR pipeline load it), froze
 SpecAugment. Fast checks run on the small random Whisper; decoding checks on the real tiny.en."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -179,10 +178,7 @@ def test_predict_runs_the_encoder_once_per_batch(tiny, clips):
         assert -5.0 < p.avg_logprob < 0.0 and p.intensity_db == pytest.approx(-30.0)
         assert p.no_speech_prob < 0.5  # speech, not silence
     assert all(b.text and 0 < len(b.tokens) <= 8 for b in beam)
-    # greedy through predict == plain transformers generate on the same features
-    with torch.no_grad():
-        plain = tiny.whisper.generate(input_features=tiny.features(waves, lengths), max_new_tokens=40)
-    assert [p.tokens for p in greedy] == [[t for t in seq if t < 50256] for seq in plain.tolist()]
+    # (greedy predict == CTranslate2's own decoding of the same clips: tests/test_pretrained.py)
 
 
 def test_save_load_round_trip(small, clips, tmp_path):

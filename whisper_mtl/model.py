@@ -72,7 +72,8 @@ class MTLConfig:
 
 class IntensityHead(nn.Module):
     """Pooled encoder state [B, d] -> standardised loudness [B]. Always computed in float32 (even under
-    autocast): a regression output in half precision loses the dB resolution we care about."""
+    autocast): a regression output in half precision loses the dB resolution we care about. (For mixed
+    precision use autocast rather than .half(): the head's weights must stay float32.)"""
 
     def __init__(self, d_model: int, hidden: int = 256, dropout: float = 0.1):
         super().__init__()
@@ -104,8 +105,7 @@ class MTLOutput:
 class Prediction:
     """One clip's result: text (stripped), text tokens (no prefix, no end-of-text), mean log-prob per generated
     token (nats, end-of-text included), predicted loudness in dB (dBFS or LUFS; meaningless until the model's
-    config.head_trained is True), and
-    P(<|nospeech|>) at the first decoding step (None unless asked for)."""
+    config.head_trained is True), and P(<|nospeech|>) at the first decoding step (None unless asked for)."""
 
     text: str
     tokens: list[int]
@@ -223,9 +223,10 @@ class WhisperMTL(nn.Module):
         if intensity is not None:
             target = (intensity.to(hidden.device, torch.float32) - self.config.target_mean) / self.config.target_std
             intensity_loss = F.mse_loss(standardised, target)
-        parts = [p for p in (asr_loss, None if intensity_loss is None else self.config.intensity_weight * intensity_loss)
-                 if p is not None]
-        loss = sum(parts[1:], parts[0]) if parts else None
+        loss = asr_loss
+        if intensity_loss is not None:
+            weighted = self.config.intensity_weight * intensity_loss
+            loss = weighted if loss is None else loss + weighted
         return MTLOutput(loss=loss, asr_loss=asr_loss, intensity_loss=intensity_loss,
                          intensity_db=intensity_db, logits=logits)
 
