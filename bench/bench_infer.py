@@ -1,6 +1,6 @@
 """Inference throughput of infer.py's engine on a long recording, in × real time (s of audio per s of wall time).
 
-Same audio (synthetic eSpeak speech joined with pauses, default ~120 s), same tiny.en weights, same CPU:
+Same audio (synthetic eSpeak speech joined with pauses, default ~90 s), same tiny.en weights, same CPU:
   - whisper-mtl batched        transcribe(), windows cut at pauses, --batch-size windows per predict call
   - whisper-mtl one at a time  the same with batch_size=1
   - faster-whisper             WhisperModel on the bundled CTranslate2 tiny.en dir, greedy, float32 and int8
@@ -9,7 +9,7 @@ Every system runs --runs times, interleaved (so load from other processes hits a
 the median wall time, × real time, the ratio to whisper-mtl batched, and the WER of each transcript against
 the known text (so speed is not bought with dropped words). Needs `pip install -r bench/requirements.txt`.
 
-    python bench/bench_infer.py --seconds 120 --runs 3 --threads 2
+    python bench/bench_infer.py --seconds 90 --runs 3 --threads 2
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ os.environ.setdefault("WHISPER_MTL_CACHE", str(ROOT / ".cache" / "whisper_mtl"))
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=120.0, help="length of the test recording (s)")
+    p.add_argument("--seconds", type=float, default=90.0, help="length of the test recording (s)")
     p.add_argument("--runs", type=int, default=3, help="timed runs per system (median reported)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every system (torch and CTranslate2)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per batch for the batched systems")
@@ -128,14 +128,14 @@ def main() -> int:
 
     systems[f"transformers pipeline, chunk_length_s=30, batch {args.batch_size}"] = run_pipeline
 
-    # warm-up (first calls allocate, JIT and load lazily), then interleaved timed runs
-    texts = {name: fn() for name, fn in systems.items()}
-    times = {name: [] for name in systems}
+    # interleaved timed runs (the median drops each system's cold first run)
+    texts, times = {}, {name: [] for name in systems}
     for _ in range(args.runs):
         for name, fn in systems.items():
             start = time.perf_counter()
             texts[name] = fn()
             times[name].append(time.perf_counter() - start)
+            print(f"{name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
 
     ref_name = next(iter(systems))
     ref_s = statistics.median(times[ref_name])
