@@ -42,7 +42,8 @@ PER_RUN_FLAGS = ("resume", "stop_after", "demo", "num_workers", "device")
 # The demo: tiny.en on synthetic eSpeak speech, on 2 CPU cores, in under 10 minutes (README: train).
 DEMO_DEFAULTS = dict(
     model="tiny.en", out="runs/demo", demo_clips=240, freeze_encoder=True, cache_encoder=True,
-    batch_size=8, grad_accum=1, epochs=3, lr=1e-4, head_lr=3e-3, warmup_steps=10, weight_decay=0.01,
+    batch_size=8, grad_accum=1, epochs=3, lr=2e-4, head_lr=1e-3, warmup_steps=5, weight_decay=0.01,
+    head_warmup_steps=300, head_warmup_lr=1e-2,
     eval_every=0, eval_first=True, eval_batch_size=16, eval_max_tokens=64, gain_aug=0.0, amp=False, num_workers=0,
 )
 
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--freeze-encoder", action="store_true", help="train the decoder and the head only")
     o.add_argument("--cache-encoder", action="store_true",
                    help="with --freeze-encoder: compute each clip's encoder output once and reuse it (small corpora)")
+    o.add_argument("--head-warmup-steps", type=int, default=0,
+                   help="before the loop, fit the new intensity head alone for N full-batch steps on pooled "
+                        "encoder features of the training set (one no-grad encoder pass; free with --cache-encoder)")
+    o.add_argument("--head-warmup-lr", type=float, default=1e-2, help="peak LR of that head warm-up")
     o.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward: less memory")
     r = p.add_argument_group("run")
     r.add_argument("--out", type=Path, default=Path("runs/whisper-mtl"),
@@ -203,9 +208,20 @@ def train(args) -> dict:
                                   betas=(0.9, 0.98), eps=1e-6, fused=dev.type == "cuda")
     scheduler = T.make_scheduler(optimizer, warmup, max_steps, args.min_lr_ratio)
     scaler = torch.amp.GradScaler(dev.type, enabled=T.needs_grad_scaler(amp))
+    cache = T.EncoderCache(model).attach() if args.cache_encoder else None
+
+    # ---- head warm-up on a fresh run: fit the random head on fixed encoder features first (fills the cache)
+    if resume_state is None and args.head_warmup_steps:
+        t0 = time.perf_counter()
+        sampler.set_epoch(0)
+        feats, targets = T.pooled_features(model, loader, dev, amp)
+        rmse = T.fit_head(model, feats, targets, args.head_warmup_steps, args.head_warmup_lr)
+        say(f"head warm-up: {len(feats)} clips, {args.head_warmup_steps} steps, fitted RMSE {rmse:.2f} dB "
+            f"({time.perf_counter() - t0:.0f} s)")
+        log.log({"event": "head_warmup", "clips": len(feats), "rmse_db": rmse, "seconds": time.perf_counter() - t0})
+    # DDP after the warm-up: wrapping broadcasts rank 0's weights, so every rank starts identical
     ddp = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) \
         if info.distributed else model
-    cache = T.EncoderCache(model).attach() if args.cache_encoder else None
     step, epoch, micro_in_epoch, skipped_steps, samples_seen = 0, 0, 0, 0, 0
     best = None
     if resume_state is not None:             # exact resume: every piece of state, then this rank's RNGs

@@ -65,10 +65,12 @@ def test_batched_wer_equals_decoding_each_clip_alone(tiny_en, test_clips):
 
 
 def test_intensity_equals_the_forward_pass(random_mtl, test_clips):
-    random_mtl.train()  # evaluate_model must switch to eval (dropout off) and switch back
+    random_mtl.train()  # evaluate_model must switch to eval (dropout off) and restore every module's mode
+    random_mtl.whisper.model.encoder.eval()  # as train.py keeps a frozen encoder
     result = evaluate_model(random_mtl, test_clips, batch_size=3, progress=False,
                             max_new_tokens=MAX_NEW_TOKENS_RANDOM)
-    assert random_mtl.training
+    assert random_mtl.training and random_mtl.intensity_head.training
+    assert not random_mtl.whisper.model.encoder.training
     random_mtl.eval()
     waves, lengths = _batch(random_mtl, test_clips)
     with torch.no_grad():

@@ -107,7 +107,8 @@ def evaluate_model(
     order = sorted(range(len(clips)), key=lambda i: -clip_seconds(clips[i]))
     rows: dict[int, dict] = {}
     skipped: list[str] = []
-    was_training = model.training
+    # Restored module by module afterwards: a caller may keep parts in eval mode (a frozen encoder).
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     start = time.perf_counter()
     bar = tqdm(total=len(clips), desc="evaluate", unit="clip", disable=not progress, file=sys.stderr)
@@ -153,7 +154,8 @@ def evaluate_model(
             bar.update(len(kept))
     finally:
         bar.close()
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     elapsed = time.perf_counter() - start
     if not rows:
         raise ValueError(f"no clip could be evaluated ({len(skipped)} of {len(clips)} skipped)")

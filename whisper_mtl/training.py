@@ -256,6 +256,49 @@ class EncoderCache:
         self.model.__dict__.pop("encode", None)
 
 
+# ------------------------------------------------------------------------------------ head warm start
+def pooled_features(model, loader, device: torch.device, amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One no-grad pass over `loader`: (pooled encoder features [N, d] float32, targets [N] dB). With an
+    EncoderCache attached this pass also fills the cache, so it costs nothing extra."""
+    feats, targets = [], []
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        for batch in loader:
+            lengths = batch["lengths"].to(device)
+            hidden = model.encode(batch["waves"].to(device), lengths)
+            feats.append(model.pool(hidden, lengths).float())
+            targets.append(batch["intensity"].float())
+    return torch.cat(feats), torch.cat(targets).to(device)
+
+
+def fit_head(model, features: torch.Tensor, targets_db: torch.Tensor, steps: int, lr: float) -> float:
+    """Warm-start the freshly initialised intensity head on fixed pooled features (`steps` full-batch
+    AdamW steps on the head alone, MSE on the standardised target), before fine-tuning everything
+    together ("linear probing, then fine-tuning", Kumar et al. 2022: a random head's large early
+    gradients would otherwise pull the pretrained features around). With a frozen encoder this equals
+    many joint epochs of head training, for the price of a few milliseconds per step.
+    Returns the fitted RMSE on these features (dB)."""
+    head = model.intensity_head
+    cfg = model.config
+    target = (targets_db - cfg.target_mean) / cfg.target_std
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, partial(lr_multiplier, warmup_steps=0, total_steps=steps, min_ratio=0.01))
+    was_training = head.training
+    head.train()
+    for _ in range(steps):
+        loss = torch.nn.functional.mse_loss(head(features), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    head.train(was_training)
+    with torch.no_grad():
+        head.eval()
+        rmse = float(((head(features) - target) ** 2).mean().sqrt() * cfg.target_std)
+        head.train(was_training)
+    return rmse
+
+
 # ----------------------------------------------------------------------------------------- target stats
 def target_stats(dataset, max_items: int = 512, seed: int = 0) -> tuple[float, float]:
     """(mean, std) in the target's unit (dBFS or LUFS) over up to `max_items` training items, as the

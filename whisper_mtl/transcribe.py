@@ -60,7 +60,7 @@ class TranscribeOptions:
     num_beams: int = 1
     max_new_tokens: int | None = None
     search_seconds: float = 5.0
-    silence_dbfs: float = -60.0
+    silence_dbfs: float = -70.0  # well below quiet speech (-42 dBFS peaks measure about -60 dBFS RMS)
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
 
