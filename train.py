@@ -27,15 +27,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from whisper_mtl import training as T
-from whisper_mtl.data import SpeechCollator, SpeechDataset, filter_clips, librispeech_clips, read_manifest
+from whisper_mtl.data import (ManifestError, SpeechCollator, SpeechDataset, filter_clips, librispeech_clips,
+                              read_manifest)
 from whisper_mtl.evaluation import evaluate_model
 from whisper_mtl.model import WhisperMTL
+from whisper_mtl.pretrained import ModelSourceError
 
 TARGET_NAMES = {"rms": "rms_dbfs", "lufs": "lufs"}       # --target flag -> loudness.TARGETS name
 LIBRISPEECH_SPLITS = ("train-clean-100", "dev-clean")
 LIBRISPEECH_HELP = ("download LibriSpeech from https://www.openslr.org/12 (train-clean-100.tar.gz and "
-                    "dev-clean.tar.gz) and extract both into ROOT, or run: python -m whisper_mtl.download "
-                    "librispeech ROOT")
+                    "dev-clean.tar.gz) and extract both into ROOT, or run: python -m whisper_mtl.download ROOT "
+                    "--subset train-clean-100 --subset dev-clean")
 # Flags that steer this one invocation only; never restored from a checkpoint's saved arguments.
 PER_RUN_FLAGS = ("resume", "stop_after", "demo", "num_workers", "device")
 
@@ -165,6 +167,9 @@ def train(args) -> dict:
     say = print if is_main else (lambda *a, **k: None)
     resume_state = T.load_checkpoint(args.resume)[1] if args.resume else None
 
+    train_clips, val_clips = load_clips(args)       # first: a wrong path fails before any download
+    say(f"train: {len(train_clips)} clips, val: {len(val_clips)} clips")
+
     # ---- model: pretrained Whisper + intensity head (from last/ when resuming)
     source = T.find_checkpoint(args.resume) if args.resume else args.model
     model = WhisperMTL.from_pretrained(source, target=target, intensity_weight=args.intensity_weight,
@@ -176,9 +181,6 @@ def train(args) -> dict:
     model.to(dev)
 
     # ---- data: manifests -> trainable clips -> per-rank shards of each epoch's shuffle
-    train_clips, val_clips = load_clips(args)
-    if is_main:
-        print(f"train: {len(train_clips)} clips, val: {len(val_clips)} clips")
     train_clips, _ = filter_clips(train_clips, model.tokenizer, model.window_samples, target,
                                   prefix_ids=model.prefix_token_ids(), verbose=is_main)
     if args.max_val_clips:
@@ -400,12 +402,14 @@ def demo(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
     try:
+        args = parse_args(argv)
         if args.demo:
             demo(args)
         else:
             train(args)
+    except (ManifestError, T.CheckpointError, ModelSourceError) as e:   # bad input: one line, no traceback
+        sys.exit(f"error: {e}")
     finally:
         T.cleanup_distributed()
 

@@ -55,7 +55,7 @@ def build_recording(corpus: Path, seconds: float, pause_s: float = 0.6):
     gap = np.zeros(round(pause_s * SAMPLE_RATE), dtype=np.float32)
     while n < seconds * SAMPLE_RATE:
         clip = clips[k % len(clips)]
-        wave = load_audio(clip.audio if Path(clip.audio).is_absolute() else corpus / clip.audio).numpy()
+        wave = load_audio(clip.audio).numpy()  # read_manifest resolves paths against the manifest
         wave = wave * (0.1 / max(np.abs(wave).max(), 1e-9))  # one level: -20 dBFS peak
         pieces += [wave, gap]
         texts.append(clip.text)
