@@ -53,7 +53,9 @@ class TranscribeOptions:
     (max_new_tokens None = MAX_TOKENS_PER_SECOND per second of the batch's longest window). search_seconds: how far back from a window's edge (s) the cut looks
     for a pause. silence_dbfs: windows whose RMS level is below this (dBFS) are silence and skip the model.
     no_speech_threshold / logprob_threshold: Whisper's rule, a window whose no-speech probability is above
-    the first and whose mean token log-probability is below the second yields empty text.
+    the first and whose mean token log-probability is below the second yields empty text. timestamps:
+    decode in Whisper's timestamp mode, the mode it was trained on for full windows (without it, tiny.en
+    drops whole sentences from long windows).
     """
 
     batch_size: int = 8
@@ -63,6 +65,7 @@ class TranscribeOptions:
     silence_dbfs: float = -70.0  # well below quiet speech (-42 dBFS peaks measure about -60 dBFS RMS)
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
+    timestamps: bool = True
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -313,6 +316,7 @@ def _decode(model, batch: list[tuple[_Job, _Window]], options: TranscribeOptions
     predictions = model.predict(
         waves.to(device), lengths.to(device), num_beams=options.num_beams, max_new_tokens=max_new_tokens,
         no_speech=True,  # Whisper's P(no speech) for the non-speech rule (one extra decoder step per batch)
+        timestamps=options.timestamps,
     )
     for (job, w), p in zip(batch, predictions):
         w.prediction = p
