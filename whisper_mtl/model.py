@@ -34,6 +34,7 @@ HEAD_WEIGHTS = "intensity_head.safetensors"
 MTL_CONFIG = "whisper_mtl.json"
 FORMAT_VERSION = 1
 CONV_STRIDE = 2  # the encoder's second conv halves the mel frame rate
+TIMESTAMP_SECONDS = 0.02  # one <|t.tt|> step of Whisper's timestamp tokens
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,15 @@ class MTLOutput:
 class Prediction:
     """One clip's result: text (stripped), text tokens (no prefix, no end-of-text), mean log-prob per generated
     token (nats, end-of-text included), predicted loudness in dB (dBFS or LUFS; meaningless until the model's
-    config.head_trained is True), and P(<|nospeech|>) at the first decoding step (None unless asked for)."""
+    config.head_trained is True), P(<|nospeech|>) at the first decoding step (None unless asked for), and in
+    timestamp mode the last timestamp the model emitted (s from the clip's start; None otherwise)."""
 
     text: str
     tokens: list[int]
     avg_logprob: float
     intensity_db: float | None
     no_speech_prob: float | None
+    timestamp_end: float | None = None
 
 
 class WhisperMTL(nn.Module):
@@ -281,11 +284,14 @@ class WhisperMTL(nn.Module):
         finally:
             self.train(was_training)
         eos = self.whisper.generation_config.eos_token_id
+        first_timestamp = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1  # <|0.00|>
         head_db = intensity_db.tolist()
         predictions = []
         for i, (seq, lp) in enumerate(zip(tokens, logprobs)):
             text_tokens = [t for t in seq if t != eos and t < eos]  # drop end-of-text and any special token
+            stamps = [t for t in seq if t >= first_timestamp]
             predictions.append(Prediction(
+                timestamp_end=(stamps[-1] - first_timestamp) * TIMESTAMP_SECONDS if timestamps and stamps else None,
                 text=self.tokenizer.decode(text_tokens, skip_special_tokens=True).strip(),
                 tokens=text_tokens,
                 avg_logprob=float(sum(lp) / max(len(lp), 1)),

@@ -18,7 +18,7 @@ import math
 import os
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -41,6 +41,9 @@ ENERGY_FRAME_SAMPLES = 320  # 20 ms frames for finding quiet cut points (one enc
 # 10 tokens/s (+ 16 for punctuation, numbers) is looping; without a cap one looping window holds its whole
 # batch to the 446-token limit.
 MAX_TOKENS_PER_SECOND, MIN_TOKENS = 10.0, 16
+# timestamp mode: a pass whose last timestamp leaves more than CONTINUE_MARGIN_S undecoded is continued from
+# there; one that got less than MIN_PROGRESS_S in is not (no endless loop on a stuck window)
+CONTINUE_MARGIN_S, MIN_PROGRESS_S = 2.0, 1.0
 QUIET_MARGIN_DB = 10.0  # a frame within this many dB of the quietest frame near the edge counts as a pause
 UNTRAINED_HEAD_NOTE = "intensity head untrained: no loudness prediction (fine-tune with train.py first)"
 
@@ -259,7 +262,7 @@ class _Window:
     end: int
     measured: Measured
     silent_by_level: bool
-    prediction: object = None  # whisper_mtl.model.Prediction once decoded
+    parts: list = field(default_factory=list)  # whisper_mtl.model.Prediction per decoding pass, in time order
 
 
 @dataclass
@@ -303,24 +306,33 @@ def _open(item: InputFile, window_samples: int, options: TranscribeOptions) -> _
     return job
 
 
-def _decode(model, batch: list[tuple[_Job, _Window]], options: TranscribeOptions) -> None:
-    """Run one batch of windows (from any files) through the model's one-encoder-pass predict."""
+def _decode(model, batch: list[tuple[_Job, _Window, int]], options: TranscribeOptions) -> list[tuple[_Job, _Window, int]]:
+    """Run one batch of (job, window, offset) through the model's one-encoder-pass predict, decoding each
+    window from `offset` samples on. Returns the continuations still to decode: in timestamp mode a pass
+    that stops (last timestamp) well before the window's end leaves speech undecoded, so the rest of the
+    window is queued again from that timestamp, as openai/whisper's long-form loop seeks."""
     device = model.device
-    longest_s = max(w.end - w.start for _, w in batch) / SAMPLE_RATE
+    longest_s = max(w.end - w.start - offset for _, w, offset in batch) / SAMPLE_RATE
     max_new_tokens = options.max_new_tokens or MIN_TOKENS + math.ceil(MAX_TOKENS_PER_SECOND * longest_s)
     waves = torch.zeros(len(batch), model.window_samples)
     lengths = torch.empty(len(batch), dtype=torch.long)
-    for b, (job, w) in enumerate(batch):
-        waves[b, : w.end - w.start] = job.wave[w.start : w.end]
-        lengths[b] = w.end - w.start
+    for b, (job, w, offset) in enumerate(batch):
+        waves[b, : w.end - w.start - offset] = job.wave[w.start + offset : w.end]
+        lengths[b] = w.end - w.start - offset
     predictions = model.predict(
         waves.to(device), lengths.to(device), num_beams=options.num_beams, max_new_tokens=max_new_tokens,
         no_speech=True,  # Whisper's P(no speech) for the non-speech rule (one extra decoder step per batch)
         timestamps=options.timestamps,
     )
-    for (job, w), p in zip(batch, predictions):
-        w.prediction = p
-        job.n_waiting -= 1
+    continuations = []
+    for (job, w, offset), p, n in zip(batch, predictions, lengths.tolist()):
+        w.parts.append(p)
+        done = round((p.timestamp_end or 0.0) * SAMPLE_RATE)
+        if p.text and MIN_PROGRESS_S * SAMPLE_RATE <= done < n - CONTINUE_MARGIN_S * SAMPLE_RATE:
+            continuations.append((job, w, offset + done))
+        else:
+            job.n_waiting -= 1
+    return continuations
 
 
 def _is_non_speech(p, options: TranscribeOptions) -> bool:
@@ -329,13 +341,24 @@ def _is_non_speech(p, options: TranscribeOptions) -> bool:
     return nsp is not None and nsp > options.no_speech_threshold and p.avg_logprob < options.logprob_threshold
 
 
+def _joined(parts: list):
+    """One Prediction for a window decoded in several passes: texts joined, log-probs token-weighted,
+    loudness and P(no speech) from the first pass (its encoder saw the whole window). None if undecoded."""
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    weights = [len(q.tokens) + 1 for q in parts]  # + end-of-text, counted in each avg_logprob
+    avg = sum(q.avg_logprob * k for q, k in zip(parts, weights)) / sum(weights)
+    return replace(parts[0], text=" ".join(q.text for q in parts if q.text), avg_logprob=avg,
+                   tokens=[t for q in parts for t in q.tokens], timestamp_end=None)
+
+
 def _finish(job: _Job, target: str, head_trained: bool, options: TranscribeOptions) -> FileResult:
     """Turn a fully decoded job into its FileResult (and drop its audio)."""
     if job.error is not None:
         return FileResult(job.path, target, error=job.error)
     segments = []
     for w in job.windows:
-        p = w.prediction
+        p = _joined(w.parts)
         silent = w.silent_by_level or _is_non_speech(p, options)
         predicted = None
         if head_trained and not silent and p.intensity_db is not None:
@@ -388,11 +411,13 @@ def transcribe(
     bar = tqdm(total=round(total_s, 1), unit="s", desc="transcribing", file=sys.stderr, disable=not show, leave=False)
 
     pending: deque[_Job] = deque()  # opened, result not yet yielded (input order)
-    queue: list[tuple[_Job, _Window]] = []  # windows waiting for the model
+    queue: list[tuple[_Job, _Window, int]] = []  # (job, window, offset in samples) waiting for the model
 
     def run(batch):
-        _decode(model, batch, options)
-        bar.update(round(sum(w.end - w.start for _, w in batch) / SAMPLE_RATE, 1))
+        later = _decode(model, batch, options)
+        queue.extend(later)
+        left = lambda items: sum(w.end - w.start - offset for _, w, offset in items)  # noqa: E731
+        bar.update(round((left(batch) - left(later)) / SAMPLE_RATE, 1))
 
     def ready():
         while pending and pending[0].n_waiting == 0:
@@ -405,13 +430,15 @@ def transcribe(
         for item in items:
             job = _open(item, window_samples, options)
             pending.append(job)
-            queue.extend((job, w) for w in job.windows if not w.silent_by_level)
+            queue.extend((job, w, 0) for w in job.windows if not w.silent_by_level)
             while len(queue) >= options.batch_size:
-                batch, queue = queue[: options.batch_size], queue[options.batch_size :]
+                batch = queue[: options.batch_size]
+                del queue[: options.batch_size]
                 run(batch)
             yield from ready()
         while queue:
-            batch, queue = queue[: options.batch_size], queue[options.batch_size :]
+            batch = queue[: options.batch_size]
+            del queue[: options.batch_size]
             run(batch)
         yield from ready()
     finally:
