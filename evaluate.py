@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
+
+from whisper_mtl.fileio import write_jsonl
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,21 +50,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
     return args
-
-
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    """Atomically write rows as JSON lines (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv=None) -> int:

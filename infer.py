@@ -13,11 +13,10 @@ cannot be read yields {"path", "error"} (and a line on stderr); the exit code is
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from whisper_mtl.fileio import atomic_write_text
 from whisper_mtl.formats import EXTENSIONS, FORMATS, SINGLE_INPUT_FORMATS, render, to_json_line
 from whisper_mtl.transcribe import TranscribeOptions, collect_inputs, transcribe
 
@@ -58,17 +57,6 @@ def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _out_path(out_dir: Path, source: str, fmt: str, taken: set[str]) -> Path:
@@ -122,7 +110,7 @@ def main(argv=None) -> int:
             print(f"{PROG}: {result.path}: {result.error}", file=sys.stderr)
         if args.out is not None:
             if result.error is None or args.format in ("jsonl", "json"):
-                _write_atomic(_out_path(args.out, result.path, args.format, taken), render(result, args.format))
+                atomic_write_text(_out_path(args.out, result.path, args.format, taken), render(result, args.format))
                 n_written += 1
         elif args.format == "jsonl":
             sys.stdout.write(to_json_line(result) + "\n")

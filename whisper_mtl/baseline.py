@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +23,9 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
+from whisper_mtl.fileio import atomic_write_text
 from whisper_mtl.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, AudioError, load_audio
 from whisper_mtl.loudness import UNITS, LoudnessError, measure
-from whisper_mtl.metrics import intensity_metrics
 
 N_MELS = 40
 N_MFCC = 20
@@ -222,21 +220,13 @@ class RidgeBaseline:
     def save(self, path) -> Path:
         """Write weights and feature statistics as JSON, atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": "whisper_mtl.baseline", "version": FORMAT_VERSION, "target": self.target,
             "unit": UNITS[self.target], "feature_names": list(self.feature_names), "mean": self.mean.tolist(),
             "std": self.std.tolist(), "weights": self.weights.tolist(), "bias": self.bias,
             "ridge_lambda": self.ridge_lambda, "holdout_rmse": self.holdout_rmse, "n_train": self.n_train,
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(payload, f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(payload, indent=1))
         return path
 
     @classmethod

@@ -23,7 +23,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from whisper_mtl.audio import SAMPLE_RATE, AudioError, load_audio
+from whisper_mtl.fileio import write_jsonl
 from whisper_mtl.loudness import TARGETS, LoudnessError, measure
 
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions (max_target_positions), prefix included
@@ -109,17 +109,19 @@ def read_manifest(path) -> list[Clip]:
     return clips
 
 
+def manifest_row(clip: Clip) -> dict:
+    """One manifest line as a dict (optional fields only when set; the path as given)."""
+    row = {"audio": str(clip.audio), "text": clip.text}
+    if clip.intensity is not None:
+        row["intensity"] = clip.intensity
+    if clip.duration is not None:
+        row["duration"] = clip.duration
+    return row
+
+
 def write_manifest(path, clips) -> None:
-    """Write clips as JSONL (optional fields only when set). Paths are written as given."""
-    lines = []
-    for clip in clips:
-        row = {"audio": str(clip.audio), "text": clip.text}
-        if clip.intensity is not None:
-            row["intensity"] = clip.intensity
-        if clip.duration is not None:
-            row["duration"] = clip.duration
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    """Write clips as JSONL, atomically (optional fields only when set). Paths are written as given."""
+    write_jsonl(path, [manifest_row(clip) for clip in clips])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -415,10 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         reader = librispeech_clips if args.corpus == "librispeech" else common_voice_clips
         clips = reader(args.root, args.split)
         clips = [Clip(str(Path(c.audio).resolve()), c.text, c.intensity, c.duration) for c in clips]
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        write_manifest(tmp, clips)
-        os.replace(tmp, args.out)
+        write_manifest(args.out, clips)
     except (ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

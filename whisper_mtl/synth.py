@@ -35,7 +35,8 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from whisper_mtl.audio import SAMPLE_RATE
-from whisper_mtl.data import Clip, apply_gain, max_gain_db, write_manifest
+from whisper_mtl.data import Clip, apply_gain, manifest_row, max_gain_db
+from whisper_mtl.fileio import write_jsonl
 
 ESPEAK_SAMPLE_RATE = 22_050  # Hz, fixed by eSpeak NG
 SHARD_SIZE = 16  # clips per fresh worker process (eSpeak state is reset between shards only)
@@ -364,16 +365,6 @@ def _render_shard(job: tuple[list[ClipSpec], int, str]) -> list[tuple[int, int]]
     return done
 
 
-def _atomic_write_manifest(path: Path, clips: list[Clip], extras: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write_manifest(tmp, clips)
-    if extras:  # add the synthesis parameters to each line: handy for per-voice analysis
-        lines = tmp.read_text(encoding="utf-8").splitlines()
-        lines = [json.dumps({**json.loads(line), **extra}, ensure_ascii=False) for line, extra in zip(lines, extras)]
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def synthesize_corpus(out_dir, n: int, seed: int = 0, test_fraction: float = 0.2, progress: bool = True,
                       workers: int | None = None) -> tuple[Path, Path]:
     """Write ``n`` synthetic clips (16 kHz mono 16-bit FLAC under out_dir/clips/) and the manifests
@@ -399,7 +390,8 @@ def synthesize_corpus(out_dir, n: int, seed: int = 0, test_fraction: float = 0.2
         extras = [{"voice": s.voice, "rate_wpm": s.rate, "peak_dbfs": s.peak_dbfs,
                    "noise_below_peak_db": s.noise_below_peak_db} for s in chosen]
         path = out / f"{split}.jsonl"
-        _atomic_write_manifest(path, clips, extras)
+        # each line also carries its synthesis parameters: handy for per-voice analysis
+        write_jsonl(path, [{**manifest_row(c), **extra} for c, extra in zip(clips, extras)])
         paths.append(path)
     return paths[0], paths[1]
 
