@@ -44,7 +44,7 @@ PER_RUN_FLAGS = ("resume", "stop_after", "demo", "num_workers", "device")
 # The demo: tiny.en on synthetic eSpeak speech, on 2 CPU cores, in under 10 minutes (README: train).
 DEMO_DEFAULTS = dict(
     model="tiny.en", out="runs/demo", demo_clips=240, freeze_encoder=False, cache_encoder=False,
-    batch_size=8, grad_accum=1, epochs=2, lr=2e-4, head_lr=2e-3, warmup_steps=4, weight_decay=0.01,
+    batch_size=8, grad_accum=1, epochs=2, lr=2e-4, head_lr=1e-2, warmup_steps=4, weight_decay=0.01,
     head_warmup_steps=0, head_warmup_lr=1e-2,
     eval_every=0, eval_first=True, eval_batch_size=16, eval_max_tokens=64, gain_aug=6.0, amp=False, num_workers=0,
 )
@@ -94,11 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--head-warmup-steps", type=int, default=0,
                    help="before the loop, fit the new intensity head alone for N full-batch steps on pooled "
                         "encoder features of the training set (one no-grad encoder pass; free with --cache-encoder)")
-    o.add_argument("--head-warmup-lr", type=float, default=1e-2, help="peak LR of that head warm-up (and of --calibrate-head)")
-    o.add_argument("--calibrate-head", type=int, default=0, metavar="PASSES",
-                   help="after the loop, refit the intensity head alone on the trained encoder's pooled features of "
-                        "the training set at PASSES gain-augmented levels (--gain-aug; one no-grad encoder pass "
-                        "per clip and pass); 0 = off")
+    o.add_argument("--head-warmup-lr", type=float, default=1e-2, help="peak LR of that head warm-up")
     o.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward: less memory")
     r = p.add_argument_group("run")
     r.add_argument("--out", type=Path, default=Path("runs/whisper-mtl"),
@@ -367,13 +363,6 @@ def train(args) -> dict:
             return {"stopped_at": step}
     bar.close()
     train_seconds = time.perf_counter() - t_loop        # the loop only (evaluations excluded)
-    # ---- head calibration: the head alone, refitted on the final encoder's features at several levels
-    if args.calibrate_head:
-        t0 = time.perf_counter()
-        rows, rmse = T.calibrate_head(model, train_set, collate, args.calibrate_head, T.CALIBRATION_STEPS,
-                                      args.head_warmup_lr, dev, amp, batch_size=args.eval_batch_size)
-        say(f"head calibration: {rows} clip levels, fitted RMSE {rmse:.2f} dB ({time.perf_counter() - t0:.0f} s)")
-        log.log({"event": "head_calibration", "rows": rows, "rmse_db": rmse, "seconds": time.perf_counter() - t0})
     final = evaluate_and_checkpoint()
     if cache is not None:
         cache.detach()

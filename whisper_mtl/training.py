@@ -9,8 +9,6 @@
 - save_checkpoint / load_checkpoint: OUT/last/ written atomically (temp dir + rename), holding the model
   (WhisperMTL.save_pretrained layout) and training_state.pt (optimiser, scheduler, scaler, step, epoch,
   data position, per-rank RNG states, args).
-- pooled_features / fit_head / calibrate_head: the intensity head fitted alone on pooled encoder features
-  (a warm start before the loop, a gain-augmented refit after it).
 - MetricsLogger: one JSON object per line in OUT/metrics.jsonl.
 """
 
@@ -37,8 +35,6 @@ LAST_DIR = "last"                     # OUT/last: the resumable checkpoint
 BEST_DIR = "best"                     # OUT/best: the best model by WER (ties by intensity RMSE)
 STATE_FILE = "training_state.pt"      # inside OUT/last, next to the model files
 METRICS_FILE = "metrics.jsonl"
-CALIBRATION_EPOCH = 1_000_000       # calibrate_head draws its gains from epochs no training run reaches
-CALIBRATION_STEPS = 300              # full-batch AdamW steps of that head refit
 _TMP_SUFFIX = ".tmp"                  # OUT/last.tmp: being written, never read
 _OLD_SUFFIX = ".old"                  # OUT/last.old: the previous checkpoint during the swap
 
@@ -301,32 +297,6 @@ def fit_head(model, features: torch.Tensor, targets_db: torch.Tensor, steps: int
         rmse = float(((head(features) - target) ** 2).mean().sqrt() * cfg.target_std)
         head.train(was_training)
     return rmse
-
-
-def calibrate_head(model, dataset, collate, passes: int, steps: int, lr: float, device: torch.device,
-                   amp: torch.dtype | None, batch_size: int = 16) -> tuple[int, float]:
-    """Refit the intensity head alone after fine-tuning, on the final encoder's pooled features of every
-    training clip at `passes` gain-augmented levels (epochs CALIBRATION_EPOCH + k of `dataset`'s own gain
-    draw; `dataset` should have gain_db > 0). Why: joint training with a small batch leaves the head far
-    from its optimum (few, noisy steps), and one fixed level per clip lets it memorise voices; copies of a
-    clip that differ only in level, with targets shifted by exactly that gain, show it the level direction.
-    Costs one no-grad encoder pass per clip and pass (eval mode: no dropout, no SpecAugment).
-    Returns (feature rows, fitted RMSE in dB)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    feats, targets = [], []
-    try:
-        for k in range(passes):
-            dataset.set_epoch(CALIBRATION_EPOCH + k)
-            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-            f, t = pooled_features(model, loader, device, amp)
-            feats.append(f)
-            targets.append(t)
-    finally:
-        for m, training in modes:
-            m.training = training
-    features, targets_db = torch.cat(feats), torch.cat(targets)
-    return len(features), fit_head(model, features, targets_db, steps, lr)
 
 
 # ----------------------------------------------------------------------------------------- target stats
