@@ -38,6 +38,8 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=8, help="windows per batch for the batched systems")
     p.add_argument("--corpus", type=Path, default=ROOT / ".cache" / "synth_24_seed0",
                    help="synthetic corpus folder (made with whisper_mtl.synth if missing)")
+    p.add_argument("--no-pipeline", action="store_true",
+                   help="leave out the transformers pipeline (about 8 min per run on 2 CPU cores)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here as JSON")
     return p.parse_args()
 
@@ -117,16 +119,17 @@ def main() -> int:
     except ImportError as e:
         print(f"skipping faster-whisper ({e}): pip install -r bench/requirements.txt", file=sys.stderr)
 
-    import transformers
+    if not args.no_pipeline:
+        import transformers
 
-    versions["transformers"] = transformers.__version__
-    asr = transformers.pipeline("automatic-speech-recognition", model=tiny_dir, device="cpu",
-                                chunk_length_s=30, batch_size=args.batch_size)  # fmt: skip
+        versions["transformers"] = transformers.__version__
+        asr = transformers.pipeline("automatic-speech-recognition", model=tiny_dir, device="cpu",
+                                    chunk_length_s=30, batch_size=args.batch_size)  # fmt: skip
 
-    def run_pipeline():
-        return asr({"raw": wave, "sampling_rate": SAMPLE_RATE})["text"].strip()
+        def run_pipeline():
+            return asr({"raw": wave, "sampling_rate": SAMPLE_RATE})["text"].strip()
 
-    systems[f"transformers pipeline, chunk_length_s=30, batch {args.batch_size}"] = run_pipeline
+        systems[f"transformers pipeline, chunk_length_s=30, batch {args.batch_size}"] = run_pipeline
 
     # interleaved timed runs (the median drops each system's cold first run)
     texts, times = {}, {name: [] for name in systems}

@@ -259,6 +259,8 @@ class WhisperMTL(nn.Module):
         for full 30 s windows: on long windows it drops far fewer sentences (measured on a 94 s eSpeak clip
         cut into ~27 s windows: 246 vs 221 words kept). Text and tokens exclude the timestamp tokens; the
         average log-prob then comes from one teacher-forced decoder pass over the generated tokens."""
+        from transformers import GenerationMixin, LogitsProcessorList
+        from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
         from transformers.modeling_outputs import BaseModelOutput
 
         was_training = self.training
@@ -274,9 +276,18 @@ class WhisperMTL(nn.Module):
                 kwargs.update(language=self.language, task="transcribe")
             encoder_outputs = BaseModelOutput(last_hidden_state=hidden)
             if timestamps:
-                kwargs.update(return_timestamps=True, return_dict_in_generate=False, output_scores=False)
-                sequences = self.whisper.generate(encoder_outputs=encoder_outputs, **kwargs)
-                tokens, logprobs = self._rescored_tokens(hidden, sequences)
+                # One pass per window, decoded by the generic generate with Whisper's timestamp rules: Whisper's
+                # own generate would run its long-form seek loop here, which cannot re-encode a shifted
+                # window from encoder outputs (and fails once part of a batch is done). transcribe.py seeks.
+                no_ts = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+                prompt = [t for t in prefix if t != no_ts]
+                sequences = GenerationMixin.generate(
+                    self.whisper, encoder_outputs=encoder_outputs, num_beams=num_beams,
+                    decoder_input_ids=torch.tensor([prompt] * hidden.shape[0], device=hidden.device),
+                    logits_processor=LogitsProcessorList([WhisperTimeStampLogitsProcessor(
+                        self.whisper.generation_config, begin_index=len(prompt))]),
+                    max_new_tokens=kwargs["max_new_tokens"])
+                tokens, logprobs = self._rescored_tokens(hidden, sequences, prompt)
             else:
                 out = self.whisper.generate(encoder_outputs=encoder_outputs, **kwargs)
                 tokens, logprobs = self._generated_tokens(out)
@@ -323,29 +334,23 @@ class WhisperMTL(nn.Module):
             logprobs.append([x for x in lp[:end] if math.isfinite(x)])
         return tokens, logprobs
 
-    def _rescored_tokens(self, hidden: torch.Tensor, sequences: torch.Tensor) -> tuple[list[list[int]], list[list[float]]]:
-        """Per clip: generated ids (prefix dropped) up to and including end-of-text, and each one's log-prob
-        from one teacher-forced decoder pass (used where generate's own scores are split per segment)."""
+    def _rescored_tokens(self, hidden: torch.Tensor, sequences: torch.Tensor, prompt: list[int]
+                         ) -> tuple[list[list[int]], list[list[float]]]:
+        """Per clip: generated ids (after the decoder prompt) up to and including end-of-text, and each one's
+        log-prob from one teacher-forced decoder pass over prompt + generated ids."""
         eos = self.whisper.generation_config.eos_token_id
-        prefix = self.prefix_token_ids()
-        sot = prefix[0]
         rows = []
-        for seq in sequences.tolist():
-            start = 1 if seq and seq[0] == sot else 0  # generate may or may not return the decoder prompt
-            while start < len(seq) and seq[start] in prefix:
-                start += 1
-            body = seq[start:]
-            rows.append(body[: body.index(eos) + 1] if eos in body else body)
-        head = [sot] + [t for t in prefix[1:] if t != self.tokenizer.convert_tokens_to_ids("<|notimestamps|>")]
+        for seq in sequences[:, len(prompt):].tolist():
+            rows.append(seq[: seq.index(eos) + 1] if eos in seq else seq)
         if not any(rows):
             return rows, [[] for _ in rows]
-        width = len(head) + max(len(r) for r in rows)
+        width = len(prompt) + max(len(r) for r in rows)
         ids = torch.full((len(rows), width), eos, dtype=torch.long, device=hidden.device)
         for i, r in enumerate(rows):
-            ids[i, : len(head) + len(r)] = torch.tensor(head + r)
+            ids[i, : len(prompt) + len(r)] = torch.tensor(prompt + r)
         logits = self.whisper(encoder_outputs=(hidden,), decoder_input_ids=ids[:, :-1], use_cache=False).logits
         logp = logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
-        logprobs = [logp[i, len(head) - 1 : len(head) - 1 + len(r)].tolist() for i, r in enumerate(rows)]
+        logprobs = [logp[i, len(prompt) - 1 : len(prompt) - 1 + len(r)].tolist() for i, r in enumerate(rows)]
         return rows, logprobs
 
     def _no_speech_probs(self, hidden: torch.Tensor) -> torch.Tensor:
