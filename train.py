@@ -29,6 +29,7 @@ from whisper_mtl import training as T
 from whisper_mtl.data import (ManifestError, SpeechCollator, SpeechDataset, filter_clips, librispeech_clips,
                               read_manifest)
 from whisper_mtl.evaluation import evaluate_model
+from whisper_mtl.fileio import atomic_write_text
 from whisper_mtl.model import WhisperMTL
 from whisper_mtl.pretrained import ModelSourceError
 
@@ -42,8 +43,8 @@ PER_RUN_FLAGS = ("resume", "stop_after", "demo", "num_workers", "device")
 
 # The demo: tiny.en on synthetic eSpeak speech, on 2 CPU cores, in under 10 minutes (README: train).
 DEMO_DEFAULTS = dict(
-    model="tiny.en", out="runs/demo", demo_clips=240, freeze_encoder=False, cache_encoder=False,
-    batch_size=8, grad_accum=1, epochs=2, lr=2e-4, head_lr=1e-2, warmup_steps=4, weight_decay=0.01,
+    model="tiny.en", out="runs/demo", demo_clips=240, demo_sentences=8, freeze_encoder=False, cache_encoder=False,
+    batch_size=8, grad_accum=1, epochs=2, lr=1e-4, head_lr=1e-2, warmup_steps=4, weight_decay=0.01,
     head_warmup_steps=0, head_warmup_lr=1e-2,
     eval_every=0, eval_first=True, eval_batch_size=16, eval_max_tokens=64, gain_aug=6.0, amp=False, num_workers=0,
 )
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offline end-to-end demo: tiny.en + synthetic eSpeak corpus on CPU (see README)")
     g.add_argument("--demo-clips", type=int, default=DEMO_DEFAULTS["demo_clips"],
                    help="--demo only: clips to synthesise (20%% held out for testing)")
+    g.add_argument("--demo-sentences", type=int, default=DEMO_DEFAULTS["demo_sentences"],
+                   help="--demo only: each training clip reads 1..K sentences in one voice (test clips read one)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=float, default=3.0, help="passes over the training set (ignored with --max-steps)")
     o.add_argument("--max-steps", type=int, default=0, help="optimiser steps to train for (0 = use --epochs)")
@@ -381,8 +384,12 @@ def demo(args) -> dict:
     # ---- data: a synthetic eSpeak corpus; its test sentences use templates never seen in training
     data_dir = out_dir / "data"
     train_jsonl, test_jsonl = data_dir / "train.jsonl", data_dir / "test.jsonl"
-    if not (train_jsonl.exists() and test_jsonl.exists()):
-        train_jsonl, test_jsonl = synthesize_corpus(data_dir, n=args.demo_clips, seed=args.seed)
+    corpus = {"n": args.demo_clips, "seed": args.seed, "train_sentences": args.demo_sentences}
+    made_with = data_dir / "corpus.json"          # reuse the corpus only if it was made with these settings
+    if not (train_jsonl.exists() and test_jsonl.exists() and made_with.exists()
+            and json.loads(made_with.read_text()) == corpus):
+        train_jsonl, test_jsonl = synthesize_corpus(data_dir, **corpus)
+        atomic_write_text(made_with, json.dumps(corpus) + "\n")
     args.train, args.val = train_jsonl, test_jsonl
     # ---- fine-tune ASR and the intensity head together; evaluated on the held-out split before
     # (zero-shot: tiny.en as released) and after; best/ saved

@@ -39,6 +39,11 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=3, help="timed runs per method (the median is reported)")
     p.add_argument("--batch-size", type=int, default=8, help="batch size for ours and for the pipeline")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings on a shared machine)")
+    p.add_argument("--max-new-tokens", type=int, default=REPLACED_MAX_NEW_TOKENS,
+                   help="token cap for ours and the pipeline too (default: the replaced method's 225), so all "
+                        "three stop a looping transcript at the same point and do the same work per clip")
+    p.add_argument("--model", default="tiny.en", help="any name WhisperMTL.from_pretrained takes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (fp32 either way)")
     p.add_argument("--feature-seconds", type=float, default=600.0,
                    help="seconds of audio the baseline feature extraction is timed on (clips tiled)")
     p.add_argument("--never-stops", action="store_true",
@@ -69,23 +74,26 @@ def replaced_method(model, feature_extractor, clips, never_stops: bool = False):
         for clip in clips:
             wave = load_audio(clip.audio)
             feats = feature_extractor(wave.numpy(), sampling_rate=16_000, return_tensors="pt").input_features
-            generated = model.whisper.generate(feats.to(model.device), max_new_tokens=REPLACED_MAX_NEW_TOKENS,
+            feats = feats.to(model.device)
+            generated = model.whisper.generate(feats, max_new_tokens=REPLACED_MAX_NEW_TOKENS,
                                                min_new_tokens=REPLACED_MAX_NEW_TOKENS if never_stops else None)
             texts.append(model.tokenizer.decode(generated[0], skip_special_tokens=True).strip())
             out = model(feats, torch.tensor([wave.numel()]), labels=generated[:, 1:])  # encoder + decoder again
-            intensities.append(float(out.intensity_db[0]))
+            intensities.append(float(out.intensity_db[0]))  # .item() per clip, as it did: a device sync
     return texts
 
 
-def pipeline_method(asr, clips, batch_size):
+def pipeline_method(asr, clips, batch_size, max_new_tokens):
     from whisper_mtl.audio import load_audio
 
     inputs = [{"raw": load_audio(c.audio).numpy(), "sampling_rate": 16_000} for c in clips]
     # num_beams=1: transformers 5's pipeline defaults Whisper to 5 beams; greedy like the other two methods.
-    return [o["text"].strip() for o in asr(inputs, batch_size=batch_size, generate_kwargs={"num_beams": 1})]
+    generate_kwargs = {"num_beams": 1, "max_new_tokens": max_new_tokens}
+    return [o["text"].strip() for o in asr(inputs, batch_size=batch_size, generate_kwargs=generate_kwargs)]
 
 
 def timed(fn):
+    """(seconds, result); every method returns host-side text, so its GPU work is finished by then."""
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
@@ -106,7 +114,7 @@ def main(argv=None) -> int:
     hf_logging.set_verbosity_error()
     clips = synthetic_clips(args.corpus, args.clips)
     audio_s = sum(load_audio(c.audio).numel() for c in clips) / SAMPLE_RATE
-    model = WhisperMTL.from_pretrained("tiny.en").eval()
+    model = WhisperMTL.from_pretrained(args.model).to(args.device).eval()
     feature_extractor = WhisperFeatureExtractor(feature_size=model.n_mels)
     asr = pipeline("automatic-speech-recognition", model=model.whisper, tokenizer=model.tokenizer,
                    feature_extractor=feature_extractor, device=model.device)
@@ -114,9 +122,10 @@ def main(argv=None) -> int:
 
     methods = {
         "ours": lambda cs: [r["hypothesis"] for r in
-                            evaluate_model(model, cs, batch_size=args.batch_size, progress=False).rows],
+                            evaluate_model(model, cs, batch_size=args.batch_size, progress=False,
+                                           max_new_tokens=args.max_new_tokens).rows],
         "replaced": lambda cs: replaced_method(model, feature_extractor, cs),
-        "pipeline": lambda cs: pipeline_method(asr, cs, args.batch_size),
+        "pipeline": lambda cs: pipeline_method(asr, cs, args.batch_size, args.max_new_tokens),
     }
     if args.never_stops:
         methods["replaced_225"] = lambda cs: replaced_method(model, feature_extractor, cs, never_stops=True)
@@ -145,8 +154,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     result = {
+        "model": str(args.model), "device": args.device,
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         "clips": len(clips), "audio_s": round(audio_s, 2), "runs": args.runs, "threads": args.threads,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
         "median_s": {k: round(v, 3) for k, v in median.items()},
         "clips_per_s": {k: round(len(clips) / v, 3) for k, v in median.items()},
         "wer_percent": {k: round(v, 2) for k, v in wer.items()},
@@ -155,7 +166,7 @@ def main(argv=None) -> int:
         "baseline_features_x_realtime_per_core": round(total / feature_s, 1),
         "baseline_feature_audio_s": round(total, 1),
     }
-    print(f"\n{len(clips)} clips, {audio_s:.1f} s of audio, tiny.en on CPU, {args.threads} thread(s), "
+    print(f"\n{len(clips)} clips, {audio_s:.1f} s of audio, {args.model} on {args.device}, {args.threads} thread(s), "
           f"median of {args.runs} runs\n")
     print("| method | median s | clips/s | WER % | ours is faster by |")
     print("|---|---|---|---|---|")

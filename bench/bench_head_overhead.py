@@ -73,11 +73,11 @@ def main() -> int:
         return model.predict(waves, lengths, max_new_tokens=args.max_new_tokens)
 
     with torch.no_grad():
-        hidden = model.encode(waves, lengths)
+        hidden, level_db = model.encode_with_level(waves, lengths)
 
     def head():
         with torch.no_grad():
-            return model.intensity_head(model.pool(hidden, lengths))
+            return model.intensity_head(model.head_input(hidden, level_db, lengths))
 
     # warm-up, and the two paths must decode the same tokens or the comparison means nothing
     reference, _, _ = timed(plain)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -98,10 +99,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_train_loop-") as tmp:
-        corpus = ROOT / ".cache" / "synth_24_seed0"
+        # enough training clips that the measured steps stay inside one epoch: each new epoch starts fresh
+        # DataLoader workers, a cost that a real corpus (thousands of batches per epoch) spreads thin
+        n = max(24, math.ceil((args.steps + 1) * args.batch_size / 0.8))
+        corpus = ROOT / ".cache" / f"synth_{n}_seed0"
         train_jsonl = corpus / "train.jsonl"
         if not train_jsonl.exists():
-            train_jsonl, _ = synthesize_corpus(corpus, n=24, seed=0, progress=False)
+            train_jsonl, _ = synthesize_corpus(corpus, n=n, seed=0, progress=False)
         pure = pure_samples_per_s(args, train_jsonl)
         full = full_samples_per_s(args, train_jsonl, Path(tmp) / "run")
     result = {

@@ -186,3 +186,23 @@ def test_log_mel_on_a_shorter_window_matches_extractor():
     features = log_mel_spectrogram(wave)
     assert features.shape == (2, 80, 1000)
     assert (features - expected).abs().max().item() < 1e-4
+
+
+def test_mel_level_reads_white_noise_rms_and_follows_gain():
+    """mel_level_db: white noise reads its RMS level in dBFS; a gain moves it by exactly that gain; only the
+    clip's real frames count (the padding after them is ignored however long it is)."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(5 * audio.SAMPLE_RATE, generator=g)
+    lengths = torch.tensor([noise.numel()])
+    levels = []
+    for gain_db in (-20.0, -50.0, -44.0):
+        wave = torch.zeros(audio.N_SAMPLES)
+        wave[: noise.numel()] = noise * 10 ** (gain_db / 20)
+        level = float(audio.mel_level_db(audio.log_mel_spectrogram(wave[None]), lengths)[0])
+        rms = 10 * math.log10(float((wave[: noise.numel()].double() ** 2).mean()))
+        assert level == pytest.approx(rms, abs=0.1), gain_db
+        levels.append(level)
+    assert levels[2] - levels[1] == pytest.approx(6.0, abs=0.01)
+    # the same clip counted over a longer span of (silent) frames reads lower: padding would dilute it
+    longer = audio.mel_level_db(audio.log_mel_spectrogram(wave[None]), lengths * 2)
+    assert float(longer[0]) == pytest.approx(levels[2] - 10 * math.log10(2), abs=0.1)

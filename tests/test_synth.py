@@ -97,3 +97,24 @@ def test_cli_writes_corpus_and_rejects_bad_arguments(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "n must be >= 1" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_training_clips_can_read_several_sentences(tmp_path):
+    """train_sentences=K: training clips read 1..K sentences in one voice, kept under the length cap; test
+    clips read one; K=1 is the one-sentence corpus unchanged."""
+    from whisper_mtl.synth import MULTI_SENTENCE_MAX_S, _estimated_seconds
+
+    plan = plan_corpus(60, seed=0, train_sentences=6)
+    sentences = lambda spec: sum(spec.text.count(c) for c in ".?")  # noqa: E731
+    train = [s for s in plan if s.split == "train"]
+    assert all(sentences(s) == 1 for s in plan if s.split == "test")
+    assert max(sentences(s) for s in train) >= 4 and min(sentences(s) for s in train) == 1
+    assert all(1 <= sentences(s) <= 6 for s in train)
+    assert all(_estimated_seconds(s.text, s.rate, s.word_gap) <= MULTI_SENTENCE_MAX_S for s in train if sentences(s) > 1)
+    assert plan_corpus(60, seed=0, train_sentences=1) == plan_corpus(60, seed=0)
+    with pytest.raises(ValueError, match="train_sentences"):
+        plan_corpus(10, seed=0, train_sentences=0)
+    train_jsonl, _ = synthesize_corpus(tmp_path, n=5, seed=0, train_sentences=6, progress=False)
+    clips = read_manifest(train_jsonl)
+    assert max(sentences(c) for c in clips) > 1
+    assert all(0 < c.duration < 29.0 for c in clips)  # inside Whisper's 30 s window

@@ -160,7 +160,7 @@ def test_encoder_cache_gives_the_real_encoder_output(random_whisper_dir, synth_c
     torch.testing.assert_close(again.logits, ref.logits[order])
     torch.testing.assert_close(again.intensity_db, ref.intensity_db[order])
     cache.detach()
-    assert "encode" not in model.__dict__
+    assert "encode_with_level" not in model.__dict__
 
 
 # --------------------------------------------------------------------------- (d) exact resume

@@ -146,6 +146,28 @@ def _hann_window(device: str) -> torch.Tensor:
     return torch.hann_window(N_FFT, device=device)
 
 
+@lru_cache(maxsize=None)
+def _white_noise_mel_gain_db(n_mels: int) -> float:
+    """10·log10 of total mel power over the variance of white noise (sum of Hann² times the filterbank's
+    total weight: E|X_k|² = σ²·Σw² in every STFT bin of white noise)."""
+    return 10 * math.log10(float((_hann_window("cpu") ** 2).sum()) * float(_mel_filters(n_mels, "cpu").sum()))
+
+
+def mel_level_db(mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Level of each clip read off Whisper's log-mel [B, n_mels, frames] (as log_mel_spectrogram makes it):
+    10·log10 of the mean mel-band power over the clip's real frames (length / 160 of them, at least one),
+    offset so that white noise reads its RMS level in dBFS. -> [B] float32, dB.
+
+    A gain of g dB moves it by g dB (the log-mel floor 80 dB under each clip's peak aside). Speech reads a
+    few dB off its RMS level, depending on its spectrum (the Slaney filters weight bands unequally)."""
+    frames = (lengths.to(mel.device).long() // HOP_LENGTH).clamp(1, mel.shape[-1])
+    real = torch.arange(mel.shape[-1], device=mel.device)[None] < frames[:, None]  # [B, frames]
+    ln_power = (mel.float() * 4.0 - 4.0) * math.log(10.0)  # undo (log10 + 4) / 4, natural log
+    ln_power = ln_power.masked_fill(~real[:, None, :], -math.inf)
+    ln_mean = torch.logsumexp(ln_power.flatten(1), dim=1) - torch.log(frames.float() * mel.shape[1])
+    return 10 / math.log(10.0) * ln_mean + 10 * math.log10(mel.shape[1]) - _white_noise_mel_gain_db(mel.shape[1])
+
+
 def log_mel_spectrogram(waves: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     """Whisper's log-mel features of waves [B, T] (or [T]) at 16 kHz -> [B, n_mels, T // HOP_LENGTH] float32.
 

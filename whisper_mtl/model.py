@@ -2,8 +2,9 @@
 
 A composition, not a subclass: `self.whisper` is a plain transformers `WhisperForConditionalGeneration` (saved
 in the standard layout, so `from_pretrained`/`pipeline` load it unchanged) and `self.intensity_head` is a small
-MLP on the encoder's last hidden state, mean-pooled over the frames that hold real audio (Whisper pads every
-clip to its window; pooling over the padding would dilute the signal with silence).
+head on the encoder's last hidden state, mean-pooled over the frames that hold real audio (Whisper pads every
+clip to its window; pooling over the padding would dilute the signal with silence), plus the clip's level read
+off the same log-mel the encoder gets (the encoder's final LayerNorm removes overall scale).
 
 The head predicts the standardised target (y - mean) / std; mean, std, the target kind (rms_dbfs | lufs) and the
 loss weight λ live in `MTLConfig`, saved with the model; predictions come out in dB (dBFS or LUFS).
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from whisper_mtl.audio import HOP_LENGTH, SAMPLE_RATE, encoder_frames, log_mel_spectrogram
+from whisper_mtl.audio import HOP_LENGTH, SAMPLE_RATE, encoder_frames, log_mel_spectrogram, mel_level_db
 from whisper_mtl.loudness import TARGETS, UNITS
 from whisper_mtl.pretrained import ModelSourceError, resolve_model
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 HEAD_WEIGHTS = "intensity_head.safetensors"
 MTL_CONFIG = "whisper_mtl.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the head also takes the input level
 CONV_STRIDE = 2  # the encoder's second conv halves the mel frame rate
 TIMESTAMP_SECONDS = 0.02  # one <|t.tt|> step of Whisper's timestamp tokens
 
@@ -72,21 +73,31 @@ class MTLConfig:
 
 
 class IntensityHead(nn.Module):
-    """Pooled encoder state [B, d] -> standardised loudness [B]. Always computed in float32 (even under
-    autocast): a regression output in half precision loses the dB resolution we care about. (For mixed
-    precision use autocast rather than .half(): the head's weights must stay float32.)"""
+    """Head input [B, d + 1] (the mean-pooled encoder state, then the clip's standardised input level: see
+    `WhisperMTL.head_input`) -> standardised loudness [B].
+
+    Whisper's encoder ends in a LayerNorm that takes each frame's scale away, so the level reaches the head
+    around the encoder: a linear path from the log-mel level (starting as the identity) plus an MLP on the
+    encoder state and that level, which learns what the level alone misses (how the voice's spectrum meets
+    the mel filters, noise, pauses, the K-weighting and gating of LUFS). Always computed in float32 (even
+    under autocast): a regression output in half precision loses the dB resolution we care about."""
 
     def __init__(self, d_model: int, hidden: int = 256, dropout: float = 0.1):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(d_model), nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
-        # Start by predicting the mean (0 after standardisation): a sane first guess, no huge initial loss.
+        self.norm = nn.LayerNorm(d_model)
+        self.net = nn.Sequential(nn.Linear(d_model + 1, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.level = nn.Linear(1, 1)
+        # Start as "loudness = input level": a sane first guess, a few dB off, and no huge initial loss.
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+        nn.init.ones_(self.level.weight)
+        nn.init.zeros_(self.level.bias)
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=pooled.device.type, enabled=False):
-            return self.net(pooled.float()).squeeze(-1)
+    def forward(self, head_input: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=head_input.device.type, enabled=False):
+            x = head_input.float()
+            pooled, level = x[:, :-1], x[:, -1:]
+            return (self.level(level) + self.net(torch.cat([self.norm(pooled), level], dim=1))).squeeze(-1)
 
 
 @dataclass(frozen=True)
@@ -179,16 +190,20 @@ class WhisperMTL(nn.Module):
         model's device, SpecAugment applied in training mode when whisper.config.apply_spec_augment is set.
         Samples past each clip's length are zeroed first: whatever a caller padded with, the model sees the
         silence Whisper was trained on, and results never depend on the padding."""
+        return self._augment(self._log_mel(waves, lengths), lengths)
+
+    def _log_mel(self, waves: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if waves.dim() == 3:  # already log-mel features
-            mel = waves.to(self.device)
-        else:
-            if waves.shape[-1] != self.window_samples:
-                raise ValueError(f"waves must be padded to window_samples={self.window_samples}, got {waves.shape[-1]}")
-            waves = waves.to(self.device, torch.float32)
-            if lengths is not None:
-                real = torch.arange(waves.shape[-1], device=waves.device)[None] < lengths.to(waves.device)[:, None]
-                waves = waves * real
-            mel = log_mel_spectrogram(waves, n_mels=self.n_mels)
+            return waves.to(self.device)
+        if waves.shape[-1] != self.window_samples:
+            raise ValueError(f"waves must be padded to window_samples={self.window_samples}, got {waves.shape[-1]}")
+        waves = waves.to(self.device, torch.float32)
+        if lengths is not None:
+            real = torch.arange(waves.shape[-1], device=waves.device)[None] < lengths.to(waves.device)[:, None]
+            waves = waves * real
+        return log_mel_spectrogram(waves, n_mels=self.n_mels)
+
+    def _augment(self, mel: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if self.training and getattr(self.whisper.config, "apply_spec_augment", False):
             mask = None
             if lengths is not None:  # place time masks inside the real audio
@@ -197,9 +212,19 @@ class WhisperMTL(nn.Module):
             mel = self.whisper.model._mask_input_features(mel, attention_mask=mask)
         return mel.to(self.whisper.model.encoder.conv1.weight.dtype)
 
+    def encode_with_level(self, waves: torch.Tensor, lengths: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One log-mel, one encoder pass: (encoder last hidden state [B, frames/2, d], each clip's input level
+        [B] in dB from `mel_level_db`, read before SpecAugment)."""
+        mel = self._log_mel(waves, lengths)
+        if lengths is None:
+            lengths = torch.full((mel.shape[0],), mel.shape[-1] * HOP_LENGTH, device=mel.device)
+        level_db = mel_level_db(mel, lengths)
+        return self.whisper.model.encoder(self._augment(mel, lengths)).last_hidden_state, level_db
+
     def encode(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Waves [B, window_samples] (or log-mel [B, n_mels, frames]) -> encoder last hidden state [B, frames/2, d]."""
-        return self.whisper.model.encoder(self.features(waves, lengths)).last_hidden_state
+        return self.encode_with_level(waves, lengths)[0]
 
     def pool(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean of hidden [B, T, d] over each clip's real frames (ceil(samples / 320), 50 per second) -> [B, d]
@@ -208,8 +233,15 @@ class WhisperMTL(nn.Module):
         mask = (torch.arange(hidden.shape[1], device=hidden.device)[None] < n[:, None]).to(torch.float32)
         return (hidden.float() * mask[..., None]).sum(1) / n[:, None].to(torch.float32)
 
-    def _intensity(self, hidden: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        standardised = self.intensity_head(self.pool(hidden, lengths))
+    def head_input(self, hidden: torch.Tensor, level_db: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What the intensity head sees: [pool(hidden), standardised level] -> [B, d + 1] float32 (the level
+        standardised like the target, so it enters on the scale the head predicts on)."""
+        level = (level_db.float().to(hidden.device) - self.config.target_mean) / self.config.target_std
+        return torch.cat([self.pool(hidden, lengths), level[:, None]], dim=1)
+
+    def _intensity(self, hidden: torch.Tensor, level_db: torch.Tensor, lengths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        standardised = self.intensity_head(self.head_input(hidden, level_db, lengths))
         return standardised, standardised * self.config.target_std + self.config.target_mean
 
     # ------------------------------------------------------------------ training
@@ -217,8 +249,8 @@ class WhisperMTL(nn.Module):
                 intensity: torch.Tensor | None = None) -> MTLOutput:
         """waves [B, window_samples] (or log-mel [B, n_mels, frames]); lengths [B] real samples; labels [B, L]
         (prefix_token_ids()[1:] + text + eos, -100 where padded); intensity [B] targets in dB."""
-        hidden = self.encode(waves, lengths)
-        standardised, intensity_db = self._intensity(hidden, lengths)
+        hidden, level_db = self.encode_with_level(waves, lengths)
+        standardised, intensity_db = self._intensity(hidden, level_db, lengths)
         asr_loss = logits = intensity_loss = None
         if labels is not None:
             out = self.whisper(encoder_outputs=(hidden,), labels=labels.to(hidden.device), use_cache=False)
@@ -258,8 +290,8 @@ class WhisperMTL(nn.Module):
         timestamps=True decodes in Whisper's timestamp mode (no <|notimestamps|>), the mode it was trained on
         for full 30 s windows: on long windows it drops far fewer sentences (tests/test_infer.py's 92 s clip:
         48.7 % WER plain, 27.8 % in timestamp mode with transcribe.py's continuation, 25.1 % per utterance).
-        Text and tokens exclude the timestamp tokens; the average log-prob then comes from one teacher-forced
-        decoder pass over the generated tokens."""
+        Text and tokens exclude the timestamp tokens. The average log-prob (nats per token, end-of-text
+        included) comes from one teacher-forced decoder pass over the generated tokens."""
         from transformers import GenerationMixin, LogitsProcessorList
         from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
         from transformers.modeling_outputs import BaseModelOutput
@@ -267,31 +299,25 @@ class WhisperMTL(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            hidden = self.encode(waves, lengths)
-            _, intensity_db = self._intensity(hidden, lengths)
-            prefix = self.prefix_token_ids()
-            limit = self.whisper.config.max_target_positions - len(prefix)
-            kwargs = dict(num_beams=num_beams, return_dict_in_generate=True, output_scores=True,
-                          max_new_tokens=min(max_new_tokens or limit, limit))
-            if self.is_multilingual:
-                kwargs.update(language=self.language, task="transcribe")
-            encoder_outputs = BaseModelOutput(last_hidden_state=hidden)
-            if timestamps:
-                # One pass per window, decoded by the generic generate with Whisper's timestamp rules: Whisper's
-                # own generate would run its long-form seek loop here, which cannot re-encode a shifted
-                # window from encoder outputs (and fails once part of a batch is done). transcribe.py seeks.
+            hidden, level_db = self.encode_with_level(waves, lengths)
+            _, intensity_db = self._intensity(hidden, level_db, lengths)
+            # The generic generate, not Whisper's: Whisper's splits its outputs clip by clip (hundreds of small
+            # copies, half of a GPU batch's time) and in timestamp mode runs its long-form seek loop, which
+            # cannot re-encode a shifted window from encoder outputs. The prompt is the whole decoder prefix;
+            # Whisper's suppress_tokens / begin_suppress_tokens come from its generation_config as usual.
+            prompt = self.prefix_token_ids()
+            processors = None
+            if timestamps:  # one pass per window with Whisper's timestamp rules; transcribe.py seeks
                 no_ts = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>")
-                prompt = [t for t in prefix if t != no_ts]
-                sequences = GenerationMixin.generate(
-                    self.whisper, encoder_outputs=encoder_outputs, num_beams=num_beams,
-                    decoder_input_ids=torch.tensor([prompt] * hidden.shape[0], device=hidden.device),
-                    logits_processor=LogitsProcessorList([WhisperTimeStampLogitsProcessor(
-                        self.whisper.generation_config, begin_index=len(prompt))]),
-                    max_new_tokens=kwargs["max_new_tokens"])
-                tokens, logprobs = self._rescored_tokens(hidden, sequences, prompt)
-            else:
-                out = self.whisper.generate(encoder_outputs=encoder_outputs, **kwargs)
-                tokens, logprobs = self._generated_tokens(out)
+                prompt = [t for t in prompt if t != no_ts]
+                processors = LogitsProcessorList([WhisperTimeStampLogitsProcessor(
+                    self.whisper.generation_config, begin_index=len(prompt))])
+            limit = self.whisper.config.max_target_positions - len(prompt)
+            sequences = GenerationMixin.generate(
+                self.whisper, encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_beams=num_beams,
+                decoder_input_ids=torch.tensor([prompt] * hidden.shape[0], device=hidden.device),
+                logits_processor=processors, max_new_tokens=min(max_new_tokens or limit, limit))
+            tokens, logprobs = self._rescored_tokens(hidden, sequences, prompt)
             no_speech_probs = self._no_speech_probs(hidden) if no_speech else None
         finally:
             self.train(was_training)
@@ -315,25 +341,8 @@ class WhisperMTL(nn.Module):
     def predict_intensity(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Loudness only (no decoding): [B] in dB (dBFS or LUFS), whether or not the head is trained."""
         with torch.no_grad():
-            return self._intensity(self.encode(waves, lengths), lengths)[1]
-
-    def _generated_tokens(self, out) -> tuple[list[list[int]], list[list[float]]]:
-        """Per clip: generated token ids up to and including end-of-text, and each one's log-prob (after
-        Whisper's suppression processors, as openai/whisper reports avg_logprob)."""
-        sequences = out.sequences
-        # Whisper's generate re-splits outputs per clip: scores[t][i] already belongs to sequence i, for beam
-        # search too (its beam_indices then refer to the unsplit batch), so gather without beam indices.
-        # Greedy scores are processed logits, beam scores processed log-probs: log_softmax gives both the
-        # log-probs renormalised over the tokens the processors allow.
-        scores = self.whisper.compute_transition_scores(sequences, out.scores, None, normalize_logits=True)
-        generated = sequences[:, sequences.shape[1] - scores.shape[1]:]
-        eos = self.whisper.generation_config.eos_token_id
-        tokens, logprobs = [], []
-        for seq, lp in zip(generated.tolist(), scores.float().tolist()):
-            end = seq.index(eos) + 1 if eos in seq else len(seq)
-            tokens.append(seq[:end])
-            logprobs.append([x for x in lp[:end] if math.isfinite(x)])
-        return tokens, logprobs
+            hidden, level_db = self.encode_with_level(waves, lengths)
+            return self._intensity(hidden, level_db, lengths)[1]
 
     def _rescored_tokens(self, hidden: torch.Tensor, sequences: torch.Tensor, prompt: list[int]
                          ) -> tuple[list[list[int]], list[list[float]]]:

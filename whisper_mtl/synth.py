@@ -44,6 +44,8 @@ PEAK_DBFS_RANGE = (-42.0, -1.0)  # recording gain: where each clip's peak lands 
 RATE_WPM = (130, 200)  # speaking rate, words per minute (eSpeak default 175)
 NOISE_PROBABILITY = 0.35  # share of clips with background noise
 NOISE_BELOW_PEAK_DB = (38.0, 58.0)  # noise RMS this far below the speech peak: light noise
+MULTI_SENTENCE_MAX_S = 27.0  # estimated length cap of a several-sentence clip (s): well inside Whisper's 30 s
+SENTENCE_PAUSE_S = 0.5  # eSpeak's pause after a full stop, s (for that estimate)
 ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,13 +287,24 @@ class ClipSpec:
     audio: str  # path relative to the corpus folder
 
 
-def plan_corpus(n: int, seed: int = 0, test_fraction: float = 0.2) -> list[ClipSpec]:
+def _estimated_seconds(text: str, rate_wpm: int, word_gap: int) -> float:
+    """Rough spoken length of `text` in eSpeak at `rate_wpm` with `word_gap` (10 ms units), s."""
+    words = len(text.split())
+    return words * (60.0 / rate_wpm + word_gap * 0.01) + SENTENCE_PAUSE_S * sum(text.count(c) for c in ".?")
+
+
+def plan_corpus(n: int, seed: int = 0, test_fraction: float = 0.2, train_sentences: int = 1) -> list[ClipSpec]:
     """Draw every clip's sentence, voice, prosody, noise and gain. Pure: the same arguments give the same
-    plan. The last round(n * test_fraction) clips form the test split (at least one of each when n >= 2)."""
+    plan. The last round(n * test_fraction) clips form the test split (at least one of each when n >= 2).
+    train_sentences > 1: each training clip reads 1..train_sentences sentences in one voice (fewer when
+    they would not fit in MULTI_SENTENCE_MAX_S), like the full 30 s windows Whisper was trained on; test
+    clips always read one."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if train_sentences < 1:
+        raise ValueError(f"train_sentences must be >= 1, got {train_sentences}")
     n_test = round(n * test_fraction)
     if n >= 2 and test_fraction > 0:
         n_test = min(max(n_test, 1), n - 1)
@@ -306,22 +319,28 @@ def plan_corpus(n: int, seed: int = 0, test_fraction: float = 0.2) -> list[ClipS
     specs = []
     for i in range(n):
         split = "test" if i >= n - n_test else "train"
-        for _ in range(1000):
-            text = make_sentence(text_rng, split)
-            if text not in seen:
-                break
-        else:
-            raise RuntimeError(f"the grammar ran out of distinct {split} sentences at clip {i}")
-        seen.add(text)
+        k = 1 if split == "test" or train_sentences == 1 else int(text_rng.integers(1, train_sentences + 1))
+        sentences = []
+        for _ in range(k):
+            for _ in range(1000):
+                text = make_sentence(text_rng, split)
+                if text not in seen:
+                    break
+            else:
+                raise RuntimeError(f"the grammar ran out of distinct {split} sentences at clip {i}")
+            seen.add(text)
+            sentences.append(text)
         r = np.random.default_rng([seed, 4, i])
         noisy = r.random() < NOISE_PROBABILITY
+        voice = f"{_pick(r, ACCENTS)}+{_pick(r, variants)}"
+        rate = int(r.integers(RATE_WPM[0], RATE_WPM[1] + 1))
+        pitch, pitch_range = int(r.integers(20, 81)), int(r.integers(20, 91))
+        word_gap = int(r.integers(1, 11)) if r.random() < 0.3 else 0
+        while len(sentences) > 1 and _estimated_seconds(" ".join(sentences), rate, word_gap) > MULTI_SENTENCE_MAX_S:
+            sentences.pop()
         specs.append(ClipSpec(
-            index=i, split=split, text=text,
-            voice=f"{_pick(r, ACCENTS)}+{_pick(r, variants)}",
-            rate=int(r.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
-            pitch=int(r.integers(20, 81)),
-            pitch_range=int(r.integers(20, 91)),
-            word_gap=int(r.integers(1, 11)) if r.random() < 0.3 else 0,
+            index=i, split=split, text=" ".join(sentences),
+            voice=voice, rate=rate, pitch=pitch, pitch_range=pitch_range, word_gap=word_gap,
             lead_s=round(float(r.uniform(0.05, 0.5)), 3),
             tail_s=round(float(r.uniform(0.05, 0.5)), 3),
             noise_below_peak_db=round(float(r.uniform(*NOISE_BELOW_PEAK_DB)), 2) if noisy else None,
@@ -366,13 +385,14 @@ def _render_shard(job: tuple[list[ClipSpec], int, str]) -> list[tuple[int, int]]
 
 
 def synthesize_corpus(out_dir, n: int, seed: int = 0, test_fraction: float = 0.2, progress: bool = True,
-                      workers: int | None = None) -> tuple[Path, Path]:
+                      workers: int | None = None, train_sentences: int = 1) -> tuple[Path, Path]:
     """Write ``n`` synthetic clips (16 kHz mono 16-bit FLAC under out_dir/clips/) and the manifests
     out_dir/train.jsonl and out_dir/test.jsonl (written last, atomically). Returns (train, test).
-    ``workers`` processes (default: min(2, CPUs)) never change the output."""
+    ``workers`` processes (default: min(2, CPUs)) never change the output. ``train_sentences``: see
+    `plan_corpus`."""
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    specs = plan_corpus(n, seed, test_fraction)
+    specs = plan_corpus(n, seed, test_fraction, train_sentences)
     workers = workers or min(2, os.cpu_count() or 1)
     shards = [(specs[i:i + SHARD_SIZE], seed, str(out)) for i in range(0, n, SHARD_SIZE)]
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
@@ -406,13 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="share of clips in test.jsonl, with sentence templates unseen in train (default 0.2)")
+    parser.add_argument("--train-sentences", type=int, default=1,
+                        help="each training clip reads 1..K sentences in one voice (default 1)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default min(2, CPUs)); does not change the output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         train, test = synthesize_corpus(args.out, args.n, args.seed, args.test_fraction,
-                                        progress=not args.quiet, workers=args.workers)
+                                        progress=not args.quiet, workers=args.workers,
+                                        train_sentences=args.train_sentences)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -228,50 +228,54 @@ class EncoderCache:
         real = wave[:length].detach().to("cpu", torch.float32).contiguous().numpy()
         return hashlib.blake2b(real.tobytes(), digest_size=16).digest(), int(length)
 
-    def encode(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Drop-in for WhisperMTL.encode on [B, window_samples] waves: cached rows + one real encoder
-        pass over the rows not seen before."""
+    def encode_with_level(self, waves: torch.Tensor, lengths: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drop-in for WhisperMTL.encode_with_level on [B, window_samples] waves: cached rows + one real
+        encoder pass over the rows not seen before."""
+        encode = type(self.model).encode_with_level
         if waves.dim() != 2 or lengths is None:        # log-mel input or no lengths: not cacheable
-            return type(self.model).encode(self.model, waves, lengths)
+            return encode(self.model, waves, lengths)
         keys = [self.key(w, int(n)) for w, n in zip(waves, lengths.tolist())]
         missing = [i for i, k in enumerate(keys) if k not in self.store]
         if missing:
             idx = torch.tensor(missing, device=waves.device)
             with torch.no_grad():
-                hidden = type(self.model).encode(self.model, waves[idx], lengths.to(waves.device)[idx])
-            for i, row in zip(missing, hidden):
-                self.store[keys[i]] = row.detach().float()
+                hidden, level = encode(self.model, waves[idx], lengths.to(waves.device)[idx])
+            for i, row, lv in zip(missing, hidden, level):
+                self.store[keys[i]] = (row.detach().float(), lv.detach().float())
         self.misses += len(set(keys[i] for i in missing))
         self.hits += len(keys) - len(missing)
-        return torch.stack([self.store[k] for k in keys]).to(self.model.device)
+        rows = [self.store[k] for k in keys]
+        return (torch.stack([h for h, _ in rows]).to(self.model.device),
+                torch.stack([lv for _, lv in rows]).to(self.model.device))
 
     def attach(self) -> "EncoderCache":
-        """Route model.encode (used by forward and predict) through the cache."""
+        """Route model.encode_with_level (used by forward, predict and encode) through the cache."""
         if any(p.requires_grad for p in self.model.whisper.model.encoder.parameters()):
             raise ValueError("the encoder cache needs a frozen encoder (--freeze-encoder)")
-        self.model.encode = self.encode
+        self.model.encode_with_level = self.encode_with_level
         return self
 
     def detach(self) -> None:
-        self.model.__dict__.pop("encode", None)
+        self.model.__dict__.pop("encode_with_level", None)
 
 
 # ------------------------------------------------------------------------------------ head warm start
 def pooled_features(model, loader, device: torch.device, amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One no-grad pass over `loader`: (pooled encoder features [N, d] float32, targets [N] dB). With an
+    """One no-grad pass over `loader`: (head inputs [N, d + 1] float32, targets [N] dB). With an
     EncoderCache attached this pass also fills the cache, so it costs nothing extra."""
     feats, targets = [], []
     with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         for batch in loader:
             lengths = batch["lengths"].to(device)
-            hidden = model.encode(batch["waves"].to(device), lengths)
-            feats.append(model.pool(hidden, lengths).float())
+            hidden, level_db = model.encode_with_level(batch["waves"].to(device), lengths)
+            feats.append(model.head_input(hidden, level_db, lengths))
             targets.append(batch["intensity"].float())
     return torch.cat(feats), torch.cat(targets).to(device)
 
 
 def fit_head(model, features: torch.Tensor, targets_db: torch.Tensor, steps: int, lr: float) -> float:
-    """Warm-start the freshly initialised intensity head on fixed pooled features (`steps` full-batch
+    """Warm-start the freshly initialised intensity head on fixed head inputs (`steps` full-batch
     AdamW steps on the head alone, MSE on the standardised target), before fine-tuning everything
     together ("linear probing, then fine-tuning", Kumar et al. 2022: a random head's large early
     gradients would otherwise pull the pretrained features around). With a frozen encoder this equals
