@@ -254,3 +254,21 @@ def test_multilingual_prefix_and_decoding(random_whisper_dir):
     with pytest.raises(ValueError, match="English-only"):
         WhisperMTL(WhisperForConditionalGeneration.from_pretrained(random_whisper_dir),
                    WhisperTokenizer.from_pretrained(random_whisper_dir), language="de")
+
+
+def test_greedy_avg_logprob_is_over_the_tokens_whispers_rules_allow(tiny, clips):
+    """Greedy avg_logprob = mean log-prob of the chosen tokens renormalised over the tokens Whisper's
+    suppression rules allow (recorded while decoding): never below the raw model's log-prob of the same
+    tokens (a teacher-forced pass), and close to it (the rules remove little probability mass)."""
+    waves, lengths = _batch(clips[:3], tiny.window_samples)
+    preds = tiny.predict(waves, lengths, max_new_tokens=40)
+    prefix, eos = tiny.prefix_token_ids(), tiny.whisper.generation_config.eos_token_id
+    with torch.no_grad():
+        hidden = tiny.encode(waves, lengths)
+        for i, p in enumerate(preds):
+            ids = torch.tensor([prefix + p.tokens + [eos]])
+            logits = tiny.whisper(encoder_outputs=(hidden[i : i + 1],), decoder_input_ids=ids[:, :-1]).logits
+            raw = logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[0, len(prefix) - 1 :, 0].mean().item()
+            assert raw - 1e-4 <= p.avg_logprob < raw + 0.05, (p.avg_logprob, raw)
+    beams = tiny.predict(waves, lengths, num_beams=2, max_new_tokens=40)  # teacher-forced path: raw log-probs
+    assert all(-5.0 < b.avg_logprob < 0.0 for b in beams)

@@ -128,6 +128,21 @@ class Prediction:
     timestamp_end: float | None = None
 
 
+class _GreedyLogprobs:
+    """A logits processor that changes nothing and records, at each greedy step, the log-prob of the token
+    greedy decoding is about to pick: the max of log_softmax over the processed scores (it runs after
+    Whisper's suppression and timestamp rules, so, as in openai/whisper, the probabilities are those of the
+    tokens those rules allow). steps: one [B] tensor per generated token."""
+
+    def __init__(self):
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        s = scores.float()
+        self.steps.append(s.amax(-1) - s.logsumexp(-1))
+        return scores
+
+
 class WhisperMTL(nn.Module):
     """Whisper (ASR) + an intensity head on its encoder, sharing one encoder pass."""
 
@@ -290,8 +305,9 @@ class WhisperMTL(nn.Module):
         timestamps=True decodes in Whisper's timestamp mode (no <|notimestamps|>), the mode it was trained on
         for full 30 s windows: on long windows it drops far fewer sentences (tests/test_infer.py's 92 s clip:
         48.7 % WER plain, 27.8 % in timestamp mode with transcribe.py's continuation, 25.1 % per utterance).
-        Text and tokens exclude the timestamp tokens. The average log-prob (nats per token, end-of-text
-        included) comes from one teacher-forced decoder pass over the generated tokens."""
+        Text and tokens exclude the timestamp tokens. avg_logprob: mean log-prob per generated token (nats,
+        end-of-text included) over the tokens Whisper's rules allow, recorded while decoding greedily; with
+        beams, from one teacher-forced decoder pass over the winning tokens."""
         from transformers import GenerationMixin, LogitsProcessorList
         from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
         from transformers.modeling_outputs import BaseModelOutput
@@ -306,18 +322,26 @@ class WhisperMTL(nn.Module):
             # cannot re-encode a shifted window from encoder outputs. The prompt is the whole decoder prefix;
             # Whisper's suppress_tokens / begin_suppress_tokens come from its generation_config as usual.
             prompt = self.prefix_token_ids()
-            processors = None
+            processors = LogitsProcessorList()
             if timestamps:  # one pass per window with Whisper's timestamp rules; transcribe.py seeks
                 no_ts = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>")
                 prompt = [t for t in prompt if t != no_ts]
-                processors = LogitsProcessorList([WhisperTimeStampLogitsProcessor(
-                    self.whisper.generation_config, begin_index=len(prompt))])
+                processors.append(WhisperTimeStampLogitsProcessor(self.whisper.generation_config,
+                                                                  begin_index=len(prompt)))
+            greedy_logprobs = _GreedyLogprobs() if num_beams == 1 else None
+            if greedy_logprobs is not None:
+                processors.append(greedy_logprobs)  # custom processors run last, after Whisper's rules
             limit = self.whisper.config.max_target_positions - len(prompt)
             sequences = GenerationMixin.generate(
                 self.whisper, encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_beams=num_beams,
                 decoder_input_ids=torch.tensor([prompt] * hidden.shape[0], device=hidden.device),
                 logits_processor=processors, max_new_tokens=min(max_new_tokens or limit, limit))
-            tokens, logprobs = self._rescored_tokens(hidden, sequences, prompt)
+            tokens = self._generated_rows(sequences, prompt)
+            if greedy_logprobs is not None:
+                steps = torch.stack(greedy_logprobs.steps, dim=1).tolist()  # [B, generated steps]
+                logprobs = [lp[: len(row)] for lp, row in zip(steps, tokens)]
+            else:  # beams are reordered between steps: score the winners in one teacher-forced pass
+                logprobs = self._rescored_logprobs(hidden, tokens, prompt)
             no_speech_probs = self._no_speech_probs(hidden) if no_speech else None
         finally:
             self.train(was_training)
@@ -344,24 +368,23 @@ class WhisperMTL(nn.Module):
             hidden, level_db = self.encode_with_level(waves, lengths)
             return self._intensity(hidden, level_db, lengths)[1]
 
-    def _rescored_tokens(self, hidden: torch.Tensor, sequences: torch.Tensor, prompt: list[int]
-                         ) -> tuple[list[list[int]], list[list[float]]]:
-        """Per clip: generated ids (after the decoder prompt) up to and including end-of-text, and each one's
-        log-prob from one teacher-forced decoder pass over prompt + generated ids."""
+    def _generated_rows(self, sequences: torch.Tensor, prompt: list[int]) -> list[list[int]]:
+        """Per clip: generated ids (after the decoder prompt) up to and including end-of-text."""
         eos = self.whisper.generation_config.eos_token_id
-        rows = []
-        for seq in sequences[:, len(prompt):].tolist():
-            rows.append(seq[: seq.index(eos) + 1] if eos in seq else seq)
+        return [seq[: seq.index(eos) + 1] if eos in seq else seq for seq in sequences[:, len(prompt):].tolist()]
+
+    def _rescored_logprobs(self, hidden: torch.Tensor, rows: list[list[int]], prompt: list[int]) -> list[list[float]]:
+        """Per clip: each generated id's log-prob from one teacher-forced decoder pass over prompt + ids."""
         if not any(rows):
-            return rows, [[] for _ in rows]
+            return [[] for _ in rows]
+        eos = self.whisper.generation_config.eos_token_id
         width = len(prompt) + max(len(r) for r in rows)
         ids = torch.full((len(rows), width), eos, dtype=torch.long, device=hidden.device)
         for i, r in enumerate(rows):
             ids[i, : len(prompt) + len(r)] = torch.tensor(prompt + r)
         logits = self.whisper(encoder_outputs=(hidden,), decoder_input_ids=ids[:, :-1], use_cache=False).logits
         logp = logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
-        logprobs = [logp[i, len(prompt) - 1 : len(prompt) - 1 + len(r)].tolist() for i, r in enumerate(rows)]
-        return rows, logprobs
+        return [logp[i, len(prompt) - 1 : len(prompt) - 1 + len(r)].tolist() for i, r in enumerate(rows)]
 
     def _no_speech_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         ids = self.tokenizer.convert_tokens_to_ids
