@@ -259,8 +259,8 @@ def train(args) -> dict:
                                     max_new_tokens=args.eval_max_tokens or None)
             summary = {"step": step, "epoch": epoch, **result.summary()}
             log.log({"event": "eval", **summary})
-            tqdm.write(f"step {step}: val WER {result.wer:.2f} %, intensity RMSE "
-                       f"{result.intensity_rmse if result.intensity_rmse is None else round(result.intensity_rmse, 2)} dB")
+            rmse = "n/a (head not trained yet)" if result.intensity_rmse is None else f"{result.intensity_rmse:.2f} dB"
+            tqdm.write(f"step {step}: val WER {result.wer:.2f} %, intensity RMSE {rmse}")
             if T.is_better(result.wer, result.intensity_rmse, best):
                 best = (result.wer, result.intensity_rmse)
                 model.save_pretrained(out_dir / T.BEST_DIR)
